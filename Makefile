@@ -1,0 +1,45 @@
+# gpytorch-ext: `make demo` and `make test` are the whole set-up (see README.md).
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+JOBS       ?= 2
+
+PY  := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: demo test test-source upstream lint bench wheel clean
+
+# torch first, from TORCH_SPEC: a bare `torch` requirement would pull the CUDA build.
+$(VENV)/.torch:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install "$(TORCH_SPEC)"
+	@touch $@
+
+$(VENV)/.installed: $(VENV)/.torch pyproject.toml
+	$(PIP) install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.torch pyproject.toml
+	$(PIP) install --quiet -e ".[test]"
+	@touch $(VENV)/.installed $@
+
+demo: $(VENV)/.installed
+	$(PY) -m gpytorch_ext
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check gpytorch_ext tests benchmarks pytest_gpytorch_ext.py
+	$(VENV)/bin/ruff format --check gpytorch_ext tests benchmarks pytest_gpytorch_ext.py
+
+wheel: $(VENV)/.installed-test
+	$(PY) -m build --wheel --outdir dist .
+
+bench: $(VENV)/.installed-test
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""gpytorch-ext: repairs for GPyTorch, applied on import.
+
+``import gpytorch_ext`` applies every registered patch (set ``GPYTORCH_EXT_AUTOPATCH=0`` to opt out); the
+same repairs are available as explicit classes and functions in the sub-packages.
+"""
+
+import importlib.metadata as _metadata
+import os as _os
+
+from ._registry import (
+    CheckResult,
+    Patch,
+    PatchWarning,
+    Probe,
+    Replacement,
+    applied,
+    available,
+    patch,
+    patched,
+    register,
+    unpatch,
+)
+
+__version__ = _metadata.version("gpytorch-ext")
+
+__all__ = [
+    "CheckResult",
+    "Patch",
+    "PatchWarning",
+    "Probe",
+    "Replacement",
+    "__version__",
+    "applied",
+    "available",
+    "patch",
+    "patched",
+    "register",
+    "unpatch",
+]
+
+if _os.environ.get("GPYTORCH_EXT_AUTOPATCH", "1").strip() != "0":
+    patch()
