@@ -20,6 +20,7 @@ from ._registry import (
     register,
     unpatch,
 )
+from .tying import equalize, tied, untie
 
 __version__ = _metadata.version("gpytorch-ext")
 
@@ -32,10 +33,13 @@ __all__ = [
     "__version__",
     "applied",
     "available",
+    "equalize",
     "patch",
     "patched",
     "register",
+    "tied",
     "unpatch",
+    "untie",
 ]
 
 if _os.environ.get("GPYTORCH_EXT_AUTOPATCH", "1").strip() != "0":
