@@ -20,6 +20,7 @@ from ._registry import (
     register,
     unpatch,
 )
+from .priors import PriorConstraintWarning, TruncatedPrior, align, audit
 from .tying import equalize, tied, untie
 
 __version__ = _metadata.version("gpytorch-ext")
@@ -28,10 +29,14 @@ __all__ = [
     "CheckResult",
     "Patch",
     "PatchWarning",
+    "PriorConstraintWarning",
     "Probe",
     "Replacement",
+    "TruncatedPrior",
     "__version__",
+    "align",
     "applied",
+    "audit",
     "available",
     "equalize",
     "patch",
