@@ -1,0 +1,149 @@
+"""Benchmark of the ``mvn-log-prob`` patch: upstream vs patched vs torch, measured side by side in one run.
+
+Run: ``.venv/bin/python benchmarks/mvn_log_prob.py`` (about two minutes on two cores). Prints three tables:
+
+1. a shared dense covariance (n = 1000) and 64 values: time relative to one value;
+2. a diagonal covariance (n = 10^6) and 4 values, and the peak memory of n = 10^7 in float64 (in a subprocess,
+   from ``resource.getrusage`` max RSS above the inputs' baseline);
+3. the iterative path (lazily evaluated RBF kernel, n = 4000, ``max_cholesky_size(100)``): 16 values vs one.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+os.environ.setdefault("GPYTORCH_EXT_AUTOPATCH", "0")
+
+import gpytorch  # noqa: E402
+from linear_operator.operators import DenseLinearOperator, DiagLinearOperator  # noqa: E402
+from torch.distributions import Independent, Normal  # noqa: E402
+from torch.distributions import MultivariateNormal as TorchMVN  # noqa: E402
+
+import gpytorch_ext  # noqa: E402
+
+F64 = torch.float64
+
+
+def best_of(fn, repeats: int = 5) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def timed_both(fn, repeats: int = 5) -> tuple[float, float]:
+    """(upstream seconds, patched seconds) of ``fn``, alternating the two states."""
+    gpytorch_ext.unpatch("mvn-log-prob")
+    up = best_of(fn, repeats)
+    gpytorch_ext.patch("mvn-log-prob")
+    new = best_of(fn, repeats)
+    return up, new
+
+
+def dense_shared() -> None:
+    n = 1000
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=gen, dtype=F64)
+    dense = a @ a.T / n + torch.eye(n, dtype=F64)
+    mean = torch.zeros(n, dtype=F64)
+    rows = {}
+    for k in (1, 64):
+        values = torch.randn(k, n, generator=gen, dtype=F64)
+
+        def gp(values=values):
+            # a fresh distribution each time: the factorisation is part of the cost
+            return gpytorch.distributions.MultivariateNormal(mean, DenseLinearOperator(dense)).log_prob(values)
+
+        with gpytorch.settings.max_cholesky_size(2000):  # the Cholesky path for everyone
+            up, new = timed_both(gp)
+        tr = best_of(lambda values=values: TorchMVN(mean, dense).log_prob(values))
+        rows[k] = (up, new, tr)
+    print("\n1. shared dense covariance, n = 1000 (Cholesky path), time incl. factorisation")
+    print(f"{'':24}{'upstream':>12}{'patched':>12}{'torch':>12}")
+    for k in (1, 64):
+        print(f"{k:>3} value(s) [ms]{'':9}" + "".join(f"{t * 1e3:12.1f}" for t in rows[k]))
+    ratio = [rows[64][i] / rows[1][i] for i in range(3)]
+    print(f"{'64 values / 1 value':24}" + "".join(f"{r:12.2f}" for r in ratio))
+    print(f"patched / torch at 64 values: {rows[64][1] / rows[64][2]:.2f}")
+
+
+def diagonal() -> None:
+    n = 10**6
+    gen = torch.Generator().manual_seed(1)
+    var = torch.rand(n, generator=gen, dtype=F64) + 0.1
+    mean = torch.randn(n, generator=gen, dtype=F64)
+    values = torch.randn(4, n, generator=gen, dtype=F64)
+
+    def gp():
+        return gpytorch.distributions.MultivariateNormal(mean, DiagLinearOperator(var)).log_prob(values)
+
+    up, new = timed_both(gp)
+    ind = best_of(lambda: Independent(Normal(mean, var.sqrt()), 1).log_prob(values))
+    print("\n2. diagonal covariance, n = 10^6, 4 values")
+    print(f"{'':24}{'upstream':>12}{'patched':>12}{'Indep(Normal)':>14}")
+    print(f"{'time [ms]':24}{up * 1e3:12.1f}{new * 1e3:12.1f}{ind * 1e3:14.1f}")
+    print(f"patched / upstream: {new / up:.2f}; patched / Independent(Normal): {new / ind:.2f}")
+    for label, state in (("patched", "1"), ("upstream", "0")):
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory", state], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        print(f"n = 10^7 float64, 1 value, {label}: {out.splitlines()[-1] if out else 'failed'}")
+
+
+def memory_child(patched: bool) -> None:
+    import resource
+
+    n = 10**7
+    var = torch.rand(n, dtype=F64) + 0.1
+    mean = torch.zeros(n, dtype=F64)
+    value = torch.randn(n, dtype=F64)
+    if patched:
+        gpytorch_ext.patch("mvn-log-prob")
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with torch.no_grad():
+        gpytorch.distributions.MultivariateNormal(mean, DiagLinearOperator(var)).log_prob(value)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"peak RSS above the inputs {(peak - base) / 1024:.0f} MB (inputs {3 * n * 8 / 2**20:.0f} MB)")
+
+
+def iterative() -> None:
+    n = 4000
+    x = torch.linspace(0, 10, n, dtype=F64).unsqueeze(-1)
+    kernel = gpytorch.kernels.RBFKernel().to(F64)
+    noise = torch.tensor(0.1, dtype=F64)
+    mean = torch.zeros(n, dtype=F64)
+    gen = torch.Generator().manual_seed(2)
+    rows = {}
+    for k in (1, 16):
+        values = torch.randn(k, n, generator=gen, dtype=F64)
+
+        def gp(values=values):
+            with torch.no_grad():
+                covar = kernel(x).add_diagonal(noise)
+                return gpytorch.distributions.MultivariateNormal(mean, covar).log_prob(values)
+
+        with gpytorch.settings.max_cholesky_size(100):
+            rows[k] = timed_both(gp, repeats=2)
+    print("\n3. iterative path: lazily evaluated RBF kernel, n = 4000, max_cholesky_size(100)")
+    print(f"{'':24}{'upstream':>12}{'patched':>12}")
+    for k in (1, 16):
+        print(f"{k:>3} value(s) [ms]{'':9}" + "".join(f"{t * 1e3:12.1f}" for t in rows[k]))
+    print(f"{'16 values / 1 value':24}" + "".join(f"{rows[16][i] / rows[1][i]:12.2f}" for i in range(2)))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--memory":
+        memory_child(sys.argv[2] == "1")
+        sys.exit(0)
+    print(f"torch {torch.__version__}, gpytorch {gpytorch.__version__}, threads {torch.get_num_threads()}")
+    dense_shared()
+    diagonal()
+    iterative()
