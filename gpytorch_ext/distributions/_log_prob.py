@@ -202,12 +202,24 @@ def _distribution_log_prob(dist: _TorchMultivariateNormal, value: Tensor) -> Ten
     return _tril_log_prob(value, dist.loc, dist._unbroadcasted_scale_tril)
 
 
+def _torch_algorithm_log_prob(dist: _TorchMultivariateNormal, value: Tensor) -> Tensor:
+    """torch's algorithm (``fast_computations(log_prob=False)``): the cached Cholesky factor, batch-safe.
+
+    A lazily diagonal covariance is still evaluated in closed form: it is the same arithmetic without an
+    `N x N` factor.
+    """
+    if getattr(dist, "islazy", False) and _diagonal_variance(dist.lazy_covariance_matrix) is not None:
+        return _distribution_log_prob(dist, value)
+    return _tril_log_prob(value, dist.loc, dist._unbroadcasted_scale_tril)
+
+
 def mvn_log_prob_method(dist: _TorchMultivariateNormal, value: Tensor) -> Tensor:
     """``log_prob`` of :class:`gpytorch.distributions.MultivariateNormal`, batch-safe.
 
-    Under ``gpytorch.settings.fast_computations(log_prob=False)`` this uses torch's algorithm: the Cholesky factor
-    of the dense covariance (``_unbroadcasted_scale_tril``, computed once and cached), made batch-safe (torch's
-    ``log_prob`` assumes a mean expanded to the batch shape, which a lazy GPyTorch distribution does not have).
+    Under ``gpytorch.settings.fast_computations(log_prob=False)`` (BoTorch's default) this uses torch's algorithm:
+    the Cholesky factor of the dense covariance (``_unbroadcasted_scale_tril``, computed once and cached), made
+    batch-safe (torch's ``log_prob`` assumes a mean expanded to the batch shape, which a lazy GPyTorch
+    distribution does not have); a diagonal covariance is evaluated in closed form.
 
     :param dist: the distribution.
     :param value: the values, of shape `... x N`.
@@ -216,7 +228,7 @@ def mvn_log_prob_method(dist: _TorchMultivariateNormal, value: Tensor) -> Tensor
     if dist._validate_args:
         dist._validate_sample(value)
     if settings.fast_computations.log_prob.off():
-        return _tril_log_prob(value, dist.loc, dist._unbroadcasted_scale_tril)
+        return _torch_algorithm_log_prob(dist, value)
     return _distribution_log_prob(dist, value)
 
 
@@ -243,7 +255,7 @@ def mtmvn_log_prob_method(dist: _TorchMultivariateNormal, value: Tensor) -> Tens
         value = value.transpose(-1, -2)
     flat = value.reshape(*value.shape[:-2], num_data * num_tasks)
     if settings.fast_computations.log_prob.off():
-        return _tril_log_prob(flat, dist.loc, dist._unbroadcasted_scale_tril)
+        return _torch_algorithm_log_prob(dist, flat)
     return _distribution_log_prob(dist, flat)
 
 
