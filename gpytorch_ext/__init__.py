@@ -4,24 +4,29 @@
 same repairs are available as explicit classes and functions in the sub-packages.
 """
 
+import contextlib as _contextlib
 import importlib.metadata as _metadata
 import os as _os
+import sys as _sys
 
-from ._registry import (
-    CheckResult,
-    Patch,
-    PatchWarning,
-    Probe,
-    Replacement,
-    applied,
-    available,
-    patch,
-    patched,
-    register,
-    unpatch,
-)
-from .priors import PriorConstraintWarning, TruncatedPrior, align, audit
-from .tying import equalize, tied, untie
+# pykeops prints a notice on standard output when gpytorch imports it on a machine without CUDA; keep it on
+# standard error, so that `python -m gpytorch_ext --json` writes nothing but JSON to standard output.
+with _contextlib.redirect_stdout(_sys.stderr):
+    from ._registry import (
+        CheckResult,
+        Patch,
+        PatchWarning,
+        Probe,
+        Replacement,
+        applied,
+        available,
+        patch,
+        patched,
+        register,
+        unpatch,
+    )
+    from .priors import PriorConstraintWarning, TruncatedPrior, align, audit
+    from .tying import equalize, tied, untie
 
 __version__ = _metadata.version("gpytorch-ext")
 

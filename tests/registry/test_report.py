@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.registry._fake_dist import run_python, write_fake_dist
+from tests.registry._fake_dist import write_fake_dist
 
 pytestmark = pytest.mark.slow  # every shipped self-check runs (KeOps compiles on a cold cache)
 
 
-def test_json_report_is_one_document_with_a_row_per_patch(tmp_path):
-    out = run_python("import runpy; runpy.run_module('gpytorch_ext', run_name='__main__')", write_fake_dist(tmp_path))
-    text = run_python(
-        "import sys, runpy; sys.argv=['x','--json']; runpy.run_module('gpytorch_ext', run_name='__main__')",
-        tmp_path,
+def _main(path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m gpytorch_ext ARGS`` in a fresh interpreter, with ``path`` first on ``PYTHONPATH``."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(path), os.environ.get("PYTHONPATH")]))}
+    return subprocess.run(
+        [sys.executable, "-m", "gpytorch_ext", *args], capture_output=True, text=True, env=env, timeout=300
     )
+
+
+def test_json_report_is_one_document_with_a_row_per_patch(tmp_path):
+    path = write_fake_dist(tmp_path)
+    out = _main(path)
+    text = _main(path, "--json")
     report = json.loads(text.stdout)  # the whole of stdout must be JSON (pykeops' notice goes to stderr)
     assert set(report["versions"]) == {"torch", "gpytorch", "linear-operator", "pykeops"}
     rows = {r["name"]: r for r in report["patches"]}
@@ -40,14 +47,7 @@ def test_json_report_is_one_document_with_a_row_per_patch(tmp_path):
 
 
 def test_a_failing_self_check_gives_exit_status_one(tmp_path):
-    path = write_fake_dist(tmp_path, patches=("FAILING_CHECK",))
-    out = subprocess.run(
-        [sys.executable, "-m", "gpytorch_ext", "--json"],
-        capture_output=True,
-        text=True,
-        env={**__import__("os").environ, "PYTHONPATH": str(path)},
-        timeout=300,
-    )
+    out = _main(write_fake_dist(tmp_path, patches=("FAILING_CHECK",)), "--json")
     report = json.loads(out.stdout)
     row = next(r for r in report["patches"] if r["name"] == "test-failing-check")
     assert row["self_check"]["passed"] is False and report["ok"] is False

@@ -1,0 +1,93 @@
+"""Without KeOps (not importable, no compiler, a formula failing to compile): dense mode and one warning."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import warnings
+from unittest import mock
+
+import gpytorch
+import torch
+
+from gpytorch_ext.kernels import keops as ext
+from gpytorch_ext.kernels.keops import base
+
+from ._battery import randomize
+
+_SCRIPT = textwrap.dedent(
+    """
+    import sys, warnings
+    sys.modules["pykeops"] = None  # any "import pykeops..." now raises ImportError
+    warnings.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:
+        import gpytorch_ext
+        import gpytorch, torch
+        from gpytorch_ext.kernels import keops as ext
+        assert "keops-kernels" in gpytorch_ext.applied()
+        torch.manual_seed(0)
+        x = torch.randn(30, 2, dtype=torch.float64)
+        pairs = [
+            (ext.RBFKernel(), gpytorch.kernels.RBFKernel()),
+            (gpytorch.kernels.keops.MaternKernel(nu=1.5), gpytorch.kernels.MaternKernel(nu=1.5)),
+            (ext.RBFKernel() * ext.PeriodicKernel(), gpytorch.kernels.RBFKernel() * gpytorch.kernels.PeriodicKernel()),
+        ]
+        for size in (0, 800):
+            with gpytorch.settings.max_cholesky_size(size):
+                for k, d in pairs:
+                    k.double(), d.double()
+                    d.load_state_dict(k.state_dict())
+                    torch.testing.assert_close(k(x).to_dense(), d(x).to_dense())
+                    torch.testing.assert_close(k(x, diag=True), d(x, diag=True))
+    ours = [str(w.message) for w in caught if w.category.__name__ == "KeOpsUnavailableWarning"]
+    stock = [str(w.message) for w in caught if "KeOps is not installed" in str(w.message)]
+    assert len(ours) == 1 and "pykeops could not be imported" in ours[0], ours
+    assert not stock, stock
+    print("OK")
+    """
+)
+
+
+def test_without_pykeops_dense_mode_and_one_warning():
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("OK")
+
+
+def _fresh_state():
+    return mock.patch.dict(base._state, {"reason": None, "checked": False, "warned": False})
+
+
+def test_without_compiler_dense_mode_and_one_warning():
+    k = randomize(ext.RBFKernel().double())
+    x = torch.randn(25, 2, dtype=torch.float64)
+    want = gpytorch.kernels.RBFKernel().double()
+    want.load_state_dict(k.state_dict())
+    no_compiler = mock.patch.object(base, "_check_availability", return_value="no C++ compiler for KeOps (g++)")
+    with _fresh_state(), no_compiler, gpytorch.settings.max_cholesky_size(0), warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            torch.testing.assert_close(k(x).to_dense(), want(x).to_dense())
+    msgs = [m for m in w if issubclass(m.category, ext.KeOpsUnavailableWarning)]
+    assert len(msgs) == 1 and "no C++ compiler" in str(msgs[0].message)
+
+
+def test_formula_failing_to_compile_falls_back_to_dense_once():
+    k = randomize(ext.PeriodicKernel().double())
+    x = torch.randn(25, 2, dtype=torch.float64)
+    want = gpytorch.kernels.PeriodicKernel().double()
+    want.load_state_dict(k.state_dict())
+    failing = mock.patch.object(base, "_keops_matmul", side_effect=RuntimeError("[KeOps] compilation failed"))
+    with (
+        _fresh_state(),
+        failing as spy,
+        gpytorch.settings.max_cholesky_size(0),
+        warnings.catch_warnings(record=True) as w,
+    ):
+        warnings.simplefilter("always")
+        for _ in range(3):
+            torch.testing.assert_close(k(x).to_dense(), want(x).to_dense())
+    assert spy.call_count == 1  # tried once, then dense mode for the process
+    msgs = [m for m in w if issubclass(m.category, ext.KeOpsUnavailableWarning)]
+    assert len(msgs) == 1 and "compilation failed" in str(msgs[0].message)
