@@ -1,9 +1,8 @@
 """Batch-safe log-density of (multitask) multivariate normals.
 
-This module is self-contained (it imports only torch, linear_operator and gpytorch) so that it can be vendored
-verbatim into GPyTorch. It is used both by the drop-in classes of :mod:`gpytorch_ext.distributions` and by the
-``mvn-log-prob`` patch, which installs :func:`mvn_log_prob_method` and :func:`mtmvn_log_prob_method` as the
-``log_prob`` of GPyTorch's own distributions.
+:func:`mvn_log_prob_method` and :func:`mtmvn_log_prob_method` are the ``log_prob`` methods of
+:class:`~gpytorch.distributions.MultivariateNormal` and :class:`~gpytorch.distributions.MultitaskMultivariateNormal`.
+The module imports only torch, linear_operator and gpytorch.
 
 The algorithm:
 
