@@ -8,7 +8,7 @@ JOBS       ?= 2
 PY  := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test test-source upstream lint bench wheel clean
+.PHONY: demo test test-source upstream upstream-verify upstream-suite lint bench wheel clean
 
 # torch first, from TORCH_SPEC: a bare `torch` requirement would pull the CUDA build.
 $(VENV)/.torch:
@@ -30,6 +30,24 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
+
+# GPyTorch's own test suite (from its pinned source distribution) against our repairs, both ways, and our repair
+# tests against the patched source: see patches/README.md.
+SOURCE_TREE ?= .cache/gpytorch-src
+REPAIR_TESTS ?= tests/distributions tests/kernels tests/priors tests/botorch
+
+upstream: upstream-verify upstream-suite test-source
+
+upstream-verify: $(VENV)/.installed-test
+	$(PY) -m gpytorch_ext.staging verify --jobs $(JOBS)
+
+upstream-suite: $(VENV)/.installed-test
+	$(PY) -m gpytorch_ext.staging suite --monkeypatch --series-tests --jobs $(JOBS)
+
+test-source: $(VENV)/.installed-test
+	$(PY) -m gpytorch_ext.staging prepare --dest $(SOURCE_TREE)
+	PYTHONPATH="$(abspath $(SOURCE_TREE))" GPYTORCH_EXT_AUTOPATCH=0 \
+		$(PY) -m pytest -n $(JOBS) --impl=source $(REPAIR_TESTS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check gpytorch_ext tests benchmarks pytest_gpytorch_ext.py

@@ -26,6 +26,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """Spell a bare ``--gpytorch-ext`` as ``--gpytorch-ext=all``.
+
+    The option takes an optional value, so argparse would otherwise read the next word as the patch names:
+    ``pytest --gpytorch-ext test/`` must run ``test/`` with every patch, not look for a patch called ``test/``.
+    """
+    args[:] = [f"--gpytorch-ext={_ALL}" if arg == "--gpytorch-ext" else arg for arg in args]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     value = config.getoption("--gpytorch-ext", default=None)
     if value is None:

@@ -44,6 +44,13 @@ def test_option_alone_applies_every_patch(fake):
     result.stdout.fnmatch_lines(["gpytorch-ext *: patches applied: *test-alpha*"])
 
 
+def test_option_alone_does_not_swallow_the_test_path_after_it(fake):
+    fake.makepyfile(test_other="def test_never_collected():\n    raise AssertionError('not asked for')\n")
+    result = fake.runpytest_subprocess("-s", "--gpytorch-ext", "test_state.py")
+    result.assert_outcomes(passed=1)
+    assert _state(result).endswith("patched hello 2")
+
+
 def test_option_with_names_applies_only_those(fake):
     result = fake.runpytest_subprocess("-s", "--gpytorch-ext=test-beta")
     result.assert_outcomes(passed=1)
