@@ -52,11 +52,14 @@ class Replacement:
     :param attribute: the attribute's name in ``owner.__dict__``.
     :param value: the replacement. A plain function takes the original's ``__name__``, ``__qualname__``
         and ``__doc__`` and exposes the original as ``__wrapped__``.
+    :param create: add the attribute if the owner lacks it (a new public name that the upstream patch adds,
+        removed again on revert). Without it, a missing attribute is an error: the target was renamed.
     """
 
     owner: Any
     attribute: str
     value: Any
+    create: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,9 +126,10 @@ class Patch:
         try:
             for rep in self.replacements():
                 original = vars(rep.owner).get(rep.attribute, _MISSING)
-                if original is _MISSING and not hasattr(rep.owner, rep.attribute):
+                inherited = getattr(rep.owner, rep.attribute, _MISSING) if original is _MISSING else original
+                if inherited is _MISSING and not rep.create:
                     raise AttributeError(f"{_owner_name(rep.owner)} has no attribute {rep.attribute!r}")
-                value = _wrap(rep.value, original if original is not _MISSING else getattr(rep.owner, rep.attribute))
+                value = rep.value if inherited is _MISSING else _wrap(rep.value, inherited)
                 setattr(rep.owner, rep.attribute, value)
                 saved.append((rep.owner, rep.attribute, original))
         except BaseException:

@@ -177,9 +177,8 @@ def _warn_if_mass_outside(module: Module, prior_name: str, prior, target: Target
         f"{type(module).__name__}.{prior_name}: {describe_prior(prior)} has support "
         f"{format_interval(*support)} but the constraint {constraint!r} on {target.parameter} only admits "
         f"{format_interval(lo_c, hi_c)}; {format_mass(mass)} of the prior's mass lies outside, where "
-        f"{value_name} cannot go (upstream pyro_sample_from_prior() turns such draws into NaN). Remedy: "
-        f"gpytorch_ext.priors.align(model, how='truncate') or how='relax', a TruncatedPrior(prior, "
-        f"lower=..., upper=...) matching the constraint, or a constraint matching the prior's support.",
+        f"{value_name} cannot go. Remedy: a TruncatedPrior(prior, lower=..., upper=...) matching the "
+        f"constraint, or a constraint matching the prior's support.",
         stacklevel=5,  # the code calling Module.register_prior / register_constraint (through the patch wrapper)
     )
 

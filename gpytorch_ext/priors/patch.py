@@ -10,12 +10,14 @@ from __future__ import annotations
 import warnings
 
 import gpytorch.module as _gmodule
+import gpytorch.priors
 import torch
 
 from gpytorch_ext._registry import Patch, Probe, Replacement
 
 from ._intervals import PriorConstraintWarning
 from ._repair import check_constraint_registered, check_prior_registered, guard_prior, pyro_sample_from_prior
+from ._truncated import TruncatedPrior
 
 __all__ = ["PATCH"]
 
@@ -48,6 +50,9 @@ def _replacements() -> list[Replacement]:
         return pyro_sample_from_prior(module, memo, prefix)
 
     return [
+        # the public names the upstream patch adds to gpytorch.priors
+        Replacement(gpytorch.priors, "TruncatedPrior", TruncatedPrior, create=True),
+        Replacement(gpytorch.priors, "PriorConstraintWarning", PriorConstraintWarning, create=True),
         Replacement(_gmodule, "_pyro_sample_from_prior", _pyro_sample_from_prior),
         Replacement(Module, "register_prior", register_prior),
         Replacement(Module, "register_constraint", register_constraint),

@@ -7,8 +7,8 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _fresh_warning_registry():
-    """Each test sees every once-per-configuration warning afresh."""
-    from gpytorch_ext.priors._repair import reset_warnings
+    """Each test sees every once-per-configuration warning afresh (of the run-time patch and the patched source)."""
+    from ._impl import reset_warnings
 
     reset_warnings()
     yield

@@ -9,8 +9,7 @@ import pytest
 import torch
 from gpytorch.priors import GammaPrior
 
-from gpytorch_ext.priors import PriorConstraintWarning
-
+from ._impl import PriorConstraintWarning
 from ._models import gamma_model
 
 pyro = pytest.importorskip("pyro")

@@ -15,8 +15,9 @@ import torch
 from gpytorch.constraints import GreaterThan, Interval, LessThan, Positive
 from gpytorch.priors import GammaPrior, HalfCauchyPrior, HalfNormalPrior, LogNormalPrior, NormalPrior, UniformPrior
 
-from gpytorch_ext.priors import PriorConstraintWarning, TruncatedPrior
+from gpytorch_ext.priors import TruncatedPrior
 
+from ._impl import PriorConstraintWarning
 from ._models import ExactGPModel, data, gamma_model
 
 pyro = pytest.importorskip("pyro")
@@ -186,7 +187,7 @@ def test_registration_warning_upstream_silent_patched_once(upstream):
         "GreaterThan(1.000E-04)",
         "raw_noise",
         "1.6%",
-        "align",
+        "Remedy: a TruncatedPrior",
     ):
         assert part in message, (part, message)
     assert _registration_warnings(build) == []  # once per configuration, not once per model
@@ -333,7 +334,9 @@ def test_botorch_fit_objective_identical_to_upstream(upstream):
     assert torch.equal(mll(model(*model.train_inputs), model.train_targets), expected)
 
 
-def test_probe_reports_the_defect_and_its_repair():
+def test_probe_reports_the_defect_and_its_repair(impl):
+    if impl == "source":
+        pytest.skip("the self-check reverts and applies the run-time patch; not applicable to the patched source")
     from gpytorch_ext.priors.patch import PATCH as patch_object
 
     result = patch_object.self_check()

@@ -222,3 +222,16 @@ def test_applied_and_available_are_sorted_tuples(target, register):
     assert list(gpytorch_ext.available()) == sorted(gpytorch_ext.available())
     gpytorch_ext.patch("test-zz", "test-aa")
     assert {"test-aa", "test-zz"} <= set(gpytorch_ext.applied())
+
+
+def test_create_adds_a_new_name_and_revert_removes_it(target, register):
+    class New:
+        pass
+
+    register(
+        Patch("test-create", "test-only", lambda: [Replacement(target, "NewName", New, create=True)], verified_on=">=0")
+    )
+    gpytorch_ext.patch("test-create")
+    assert target.NewName is New
+    gpytorch_ext.unpatch("test-create")
+    assert not hasattr(target, "NewName")

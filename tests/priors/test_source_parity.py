@@ -1,0 +1,150 @@
+"""The source patch vendors the repair's core modules verbatim: the monkey-patch and the source patch are one code.
+
+``patches/0003-constraint-aware-priors.patch`` adds three modules to GPyTorch's tree. Each must equal the package's
+module byte for byte once its import lines are rewritten for GPyTorch's layout (relative imports, and
+``_truncated`` -> ``truncated_prior``); :data:`VENDORED` lists those rewrites, and nothing else may differ. After a
+change to one of the package's modules, regenerate the patch (see patches/README.md) or this test fails.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PATCH_FILE = ROOT / "patches" / "0003-constraint-aware-priors.patch"
+PACKAGE = ROOT / "gpytorch_ext" / "priors"
+
+#: upstream path -> (package module, [(package import line, upstream import line), ...])
+VENDORED: dict[str, tuple[str, list[tuple[str, str]]]] = {
+    "gpytorch/priors/_intervals.py": (
+        "_intervals.py",
+        [("from gpytorch.constraints import Interval", "from ..constraints import Interval")],
+    ),
+    "gpytorch/priors/truncated_prior.py": (
+        "_truncated.py",
+        [
+            ("from gpytorch.priors import Prior", "from .prior import Prior"),
+            (
+                "from gpytorch.priors.utils import _load_transformed_to_base_dist",
+                "from .utils import _load_transformed_to_base_dist",
+            ),
+        ],
+    ),
+    "gpytorch/priors/_repair.py": (
+        "_repair.py",
+        [
+            ("from gpytorch.constraints import Interval", "from ..constraints import Interval"),
+            ("from gpytorch.module import Module", "from ..module import Module"),
+            ("from ._truncated import TruncatedPrior", "from .truncated_prior import TruncatedPrior"),
+        ],
+    ),
+}
+
+
+def added_files(patch_text: str) -> dict[str, str]:
+    """The files a ``git format-patch`` text creates, as ``{path: content}``."""
+    files: dict[str, str] = {}
+    sections = re.split(r"^diff --git ", patch_text, flags=re.MULTILINE)[1:]
+    for section in sections:
+        header, _, body = section.partition("\n@@ ")
+        if "\nnew file mode" not in header:
+            continue
+        path = re.search(r"^\+\+\+ b/(\S+)$", header, flags=re.MULTILINE).group(1)
+        lines, no_newline = [], False
+        for line in body.split("\n")[1:]:  # the first line is the rest of the hunk header
+            if line.startswith("+"):
+                lines.append(line[1:])
+            elif line.startswith("\\ No newline"):
+                no_newline = True
+            else:
+                break  # end of the (single) hunk: the next section, or the format-patch trailer
+        files[path] = "\n".join(lines) + ("" if no_newline else "\n")
+    return files
+
+
+def vendored_text(source: str, rewrites: list[tuple[str, str]]) -> str:
+    """The package module's text as vendored: each import line rewritten, every other byte unchanged."""
+    lines = source.split("\n")
+    for package_line, upstream_line in rewrites:
+        hits = [i for i, line in enumerate(lines) if line == package_line]
+        if len(hits) != 1:
+            raise AssertionError(f"expected the import line {package_line!r} exactly once, found it {len(hits)} times")
+        lines[hits[0]] = upstream_line
+    return "\n".join(lines)
+
+
+def mismatches(patch_text: str, package_dir: Path) -> list[str]:
+    """What differs between the patch's vendored files and the package's modules (empty: in sync)."""
+    added = added_files(patch_text)
+    problems = []
+    unexpected = sorted(p for p in added if p.startswith("gpytorch/") and p not in VENDORED)
+    missing = sorted(p for p in VENDORED if p not in added)
+    if unexpected:
+        problems.append(f"the patch adds {unexpected}, not listed in VENDORED")
+    if missing:
+        problems.append(f"the patch does not add {missing}")
+    for path, (module, rewrites) in VENDORED.items():
+        if path not in added:
+            continue
+        want = vendored_text((package_dir / module).read_text(), rewrites)
+        if added[path] != want:
+            got_lines, want_lines = added[path].split("\n"), want.split("\n")
+            line = next(
+                (i + 1 for i, (a, b) in enumerate(zip(got_lines, want_lines)) if a != b),
+                min(len(got_lines), len(want_lines)) + 1,
+            )
+            problems.append(f"{path} differs from gpytorch_ext/priors/{module} (first at line {line})")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def patch_text() -> str:
+    assert PATCH_FILE.is_file(), f"{PATCH_FILE} is missing"
+    return PATCH_FILE.read_text()
+
+
+def test_vendored_modules_equal_the_package_modules(patch_text):
+    assert mismatches(patch_text, PACKAGE) == []
+
+
+def test_each_vendored_module_differs_only_in_its_import_lines(patch_text):
+    added = added_files(patch_text)
+    for path, (module, rewrites) in VENDORED.items():
+        package_lines = (PACKAGE / module).read_text().split("\n")
+        upstream_lines = added[path].split("\n")
+        assert len(package_lines) == len(upstream_lines), path
+        changed = [(a, b) for a, b in zip(package_lines, upstream_lines) if a != b]
+        assert changed == rewrites, path
+        assert all(b.startswith(("from ", "import ")) for _, b in changed)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda text: text.replace("_MC_SAMPLES = 16384", "_MC_SAMPLES = 8192"),  # a changed constant
+        lambda text: text + "\n# a trailing comment\n",  # an added line
+        lambda text: text.replace("from gpytorch.priors import Prior\n", "from gpytorch.priors.prior import Prior\n"),
+    ],
+    ids=["changed-constant", "added-line", "changed-import"],
+)
+def test_a_package_module_changed_without_regenerating_the_patch_is_caught(patch_text, tmp_path, mutate):
+    for _, (module, _) in VENDORED.items():
+        (tmp_path / module).write_text((PACKAGE / module).read_text())
+    target = tmp_path / "_truncated.py"
+    changed = mutate(target.read_text())
+    assert changed != target.read_text()
+    target.write_text(changed)
+    try:
+        problems = mismatches(patch_text, tmp_path)
+    except AssertionError as exc:  # a rewritten import line that no longer exists
+        problems = [str(exc)]
+    assert problems and any("truncated" in p or "Prior" in p for p in problems), problems
+
+
+def test_a_patch_that_stops_vendoring_a_module_is_caught(patch_text):
+    broken = patch_text.replace("gpytorch/priors/_repair.py", "gpytorch/priors/_repair_renamed.py")
+    problems = mismatches(broken, PACKAGE)
+    assert any("_repair_renamed.py" in p for p in problems) and any("does not add" in p for p in problems)
