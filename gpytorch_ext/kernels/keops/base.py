@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 from gpytorch import settings
-from gpytorch.kernels import Kernel
 from gpytorch.kernels.keops import keops_kernel as _gkeops
+from gpytorch.kernels.kernel import Kernel
 from linear_operator.operators import KernelLinearOperator
 from linear_operator.utils.memoize import cached
 from torch import Tensor

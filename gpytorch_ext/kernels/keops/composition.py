@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import gpytorch
-from gpytorch.kernels import Kernel
+from gpytorch.kernels.kernel import Kernel
 from torch import Tensor
 
 from .base import KeOpsFormulaOperator, _Assembly, leaf_impl, stationary_diagonal

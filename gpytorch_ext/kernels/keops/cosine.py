@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import gpytorch
+from gpytorch.kernels.cosine_kernel import CosineKernel as GCosineKernel
 from torch import Tensor
 
 from .base import KeOpsKernel, vsum
 
 
-class CosineKernel(KeOpsKernel, gpytorch.kernels.CosineKernel):
+class CosineKernel(KeOpsKernel, GCosineKernel):
     """KeOps drop-in for :class:`gpytorch.kernels.CosineKernel`: same arguments, parameters, constraints, priors."""
 
     def _prepare(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:

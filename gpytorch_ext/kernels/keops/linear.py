@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import gpytorch
+from gpytorch.kernels.linear_kernel import LinearKernel as GLinearKernel
 from torch import Tensor
 
 from .base import KeOpsKernel, vsum
 
 
-class LinearKernel(KeOpsKernel, gpytorch.kernels.LinearKernel):
+class LinearKernel(KeOpsKernel, GLinearKernel):
     """KeOps drop-in for :class:`gpytorch.kernels.LinearKernel`: same arguments, parameters, constraints, priors."""
 
     def _prepare(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import gpytorch
+from gpytorch.kernels.keops.matern_kernel import MaternKernel as KeOpsMaternKernel
+from gpytorch.kernels.matern_kernel import MaternKernel as GMaternKernel
 from torch import Tensor
 
 from .base import UPSTREAM_IMPLS, KeOpsKernel, vsum
 
 
-class MaternKernel(KeOpsKernel, gpytorch.kernels.keops.MaternKernel, gpytorch.kernels.MaternKernel):
+class MaternKernel(KeOpsKernel, KeOpsMaternKernel, GMaternKernel):
     """Drop-in for :class:`gpytorch.kernels.keops.MaternKernel` (and :class:`gpytorch.kernels.MaternKernel`) with
     an O(N) diagonal and fused sums/products. Same arguments (``nu`` in 0.5, 1.5, 2.5), parameters and priors.
     """
@@ -42,4 +43,4 @@ class MaternKernel(KeOpsKernel, gpytorch.kernels.keops.MaternKernel, gpytorch.ke
         return (d * math.sqrt(5) + sq * (5.0 / 3.0) + 1) * decay
 
 
-UPSTREAM_IMPLS[gpytorch.kernels.keops.MaternKernel] = MaternKernel
+UPSTREAM_IMPLS[KeOpsMaternKernel] = MaternKernel

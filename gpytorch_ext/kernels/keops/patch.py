@@ -18,9 +18,16 @@ from gpytorch_ext._registry import Patch, Probe, Replacement
 
 from .base import KeOpsKernel, formula_forward
 from .composition import UPSTREAM_FORWARDS, fused_forward
+from .cosine import CosineKernel
+from .linear import LinearKernel
 from .matern import MaternKernel
 from .periodic import PeriodicKernel
+from .polynomial import PolynomialKernel
 from .rbf import RBFKernel
+from .rq import RQKernel
+from .spectral_mixture import SpectralMixtureKernel
+
+_NEW_FAMILIES = (RQKernel, CosineKernel, LinearKernel, PolynomialKernel, SpectralMixtureKernel)
 
 # GPyTorch's own forward of each patched KeOps kernel, by the family class that replaces it
 _LEAF_FORWARDS = {
@@ -86,6 +93,8 @@ def _replacements() -> list[Replacement]:
         Replacement(gpytorch.kernels.AdditiveKernel, "forward", _additive_forward),
         Replacement(gpytorch.kernels.ProductKernel, "forward", _product_forward),
         Replacement(gpytorch.kernels.ScaleKernel, "forward", _scale_forward),
+        # the KeOps families that the upstream patch adds to gpytorch.kernels.keops
+        *(Replacement(gkeops, cls.__name__, cls, create=True) for cls in _NEW_FAMILIES),
     ]
 
 

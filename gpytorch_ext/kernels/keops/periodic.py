@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import gpytorch
+from gpytorch.kernels.keops.periodic_kernel import PeriodicKernel as KeOpsPeriodicKernel
 from torch import Tensor
 
 from .base import UPSTREAM_IMPLS, KeOpsKernel, vsum
 
 
-class PeriodicKernel(KeOpsKernel, gpytorch.kernels.keops.PeriodicKernel):
+class PeriodicKernel(KeOpsKernel, KeOpsPeriodicKernel):
     """Drop-in for :class:`gpytorch.kernels.keops.PeriodicKernel` (and :class:`gpytorch.kernels.PeriodicKernel`)
     with an O(N) diagonal and fused sums/products. Same arguments, parameters, constraints and priors.
     """
@@ -30,4 +30,4 @@ class PeriodicKernel(KeOpsKernel, gpytorch.kernels.keops.PeriodicKernel):
         return (vsum((x1 - x2).sin() ** 2 / lengthscale) * -2).exp()
 
 
-UPSTREAM_IMPLS[gpytorch.kernels.keops.PeriodicKernel] = PeriodicKernel
+UPSTREAM_IMPLS[KeOpsPeriodicKernel] = PeriodicKernel

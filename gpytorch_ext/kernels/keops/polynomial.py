@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import gpytorch
+from gpytorch.kernels.polynomial_kernel import PolynomialKernel as GPolynomialKernel
 from torch import Tensor
 
 from .base import KeOpsKernel, vsum
 
 
-class PolynomialKernel(KeOpsKernel, gpytorch.kernels.PolynomialKernel):
+class PolynomialKernel(KeOpsKernel, GPolynomialKernel):
     """KeOps drop-in for :class:`gpytorch.kernels.PolynomialKernel`: same arguments, parameters, constraints,
     priors. The power must be a non-negative integer (as a real power of a negative base is undefined).
     """

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import gpytorch
+from gpytorch.kernels.keops.rbf_kernel import RBFKernel as KeOpsRBFKernel
+from gpytorch.kernels.rbf_kernel import RBFKernel as GRBFKernel
 from torch import Tensor
 
 from .base import UPSTREAM_IMPLS, KeOpsKernel, vsum
 
 
-class RBFKernel(KeOpsKernel, gpytorch.kernels.keops.RBFKernel, gpytorch.kernels.RBFKernel):
+class RBFKernel(KeOpsKernel, KeOpsRBFKernel, GRBFKernel):
     """Drop-in for :class:`gpytorch.kernels.keops.RBFKernel` (and :class:`gpytorch.kernels.RBFKernel`) with an
     O(N) diagonal and fused sums/products. Same arguments, parameters, constraints and priors.
     """
@@ -28,4 +29,4 @@ class RBFKernel(KeOpsKernel, gpytorch.kernels.keops.RBFKernel, gpytorch.kernels.
         return (-vsum((x1 - x2) ** 2) / 2).exp()
 
 
-UPSTREAM_IMPLS[gpytorch.kernels.keops.RBFKernel] = RBFKernel
+UPSTREAM_IMPLS[KeOpsRBFKernel] = RBFKernel

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import gpytorch
+from gpytorch.kernels.rq_kernel import RQKernel as GRQKernel
 from torch import Tensor
 
 from .base import KeOpsKernel, vsum
 
 
-class RQKernel(KeOpsKernel, gpytorch.kernels.RQKernel):
+class RQKernel(KeOpsKernel, GRQKernel):
     """KeOps drop-in for :class:`gpytorch.kernels.RQKernel`: same arguments, parameters, constraints and priors."""
 
     def _prepare(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:

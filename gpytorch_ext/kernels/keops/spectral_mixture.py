@@ -14,13 +14,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import gpytorch
+from gpytorch.kernels.spectral_mixture_kernel import SpectralMixtureKernel as GSpectralMixtureKernel
 from torch import Tensor
 
 from .base import KeOpsKernel, cols, vdim
 
 
-class SpectralMixtureKernel(KeOpsKernel, gpytorch.kernels.SpectralMixtureKernel):
+class SpectralMixtureKernel(KeOpsKernel, GSpectralMixtureKernel):
     """KeOps drop-in for :class:`gpytorch.kernels.SpectralMixtureKernel`: same arguments and parameters."""
 
     def _prepare(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
