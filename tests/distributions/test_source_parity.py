@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._patchfile import added_files
+
 ROOT = Path(__file__).resolve().parents[2]
 PATCH_FILE = ROOT / "patches" / "0001-mvn-log-prob.patch"
 
@@ -55,27 +57,6 @@ def vendor(source: str, package: str) -> str:
         return source
     last_import = max(i for i, line in enumerate(kept) if line.startswith(("import ", "from ")))
     return "".join(kept[: last_import + 1] + ["\n"] + sorted(relative) + kept[last_import + 1 :])
-
-
-def added_files(patch_text: str) -> dict[str, str]:
-    """The files that a ``git format-patch`` text creates (``new file``), path -> content."""
-    files: dict[str, str] = {}
-    for section in re.split(r"^(?=diff --git )", patch_text, flags=re.M)[1:]:
-        header, _, body = section.partition("\n@@ ")
-        if "\nnew file mode " not in header:
-            continue
-        path = re.search(r"^\+\+\+ b/(.+)$", header, flags=re.M).group(1)
-        hunk_lines = body.split("\n")[1:]  # drop the rest of the '@@ -0,0 +1,N @@' line
-        content, missing_newline = [], False
-        for line in hunk_lines:
-            if line.startswith("+"):
-                content.append(line[1:])
-            elif line.startswith("\\ No newline at end of file"):
-                missing_newline = True
-            else:
-                break  # end of the hunk (the next header, the signature, or the end of the text)
-        files[path] = "\n".join(content) + ("" if missing_newline else "\n")
-    return files
 
 
 def parity_errors(patch_text: str, modules: dict[str, str]) -> list[str]:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._patchfile import added_files
+
 ROOT = Path(__file__).resolve().parents[2]
 PATCH_FILE = ROOT / "patches" / "0002-keops-kernels.patch"
 PACKAGE = ROOT / "gpytorch_ext" / "kernels" / "keops"
@@ -58,28 +60,6 @@ def vendor_import(line: str) -> str:
 def vendor(text: str) -> str:
     """A package module's text as the patch must add it."""
     return "\n".join(vendor_import(line) for line in text.split("\n"))
-
-
-def added_files(patch_text: str) -> dict[str, str]:
-    """The files a ``git format-patch`` file creates, by path, with their full text."""
-    files: dict[str, str] = {}
-    for block in re.split(r"^diff --git ", patch_text, flags=re.M)[1:]:
-        header, _, body = block.partition("\n@@ ")
-        if "\nnew file mode" not in header:
-            continue
-        path = header.split("\n", 1)[0].split(" b/", 1)[1]
-        lines = body.split("\n")[1:]  # after the single hunk header
-        content = []
-        for line in lines:
-            if line.startswith("+"):
-                content.append(line[1:])
-            elif line.startswith("\\"):  # "\ No newline at end of file"
-                content[-1] += "\\NO-NEWLINE"
-            else:
-                break
-        text = "\n".join(content) + "\n"
-        files[path] = text.replace("\\NO-NEWLINE\n", "")
-    return files
 
 
 def mismatches(package_texts: dict[str, str], patch_text: str) -> list[str]:

@@ -8,10 +8,11 @@ change to one of the package's modules, regenerate the patch (see patches/README
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
+
+from tests._patchfile import added_files
 
 ROOT = Path(__file__).resolve().parents[2]
 PATCH_FILE = ROOT / "patches" / "0003-constraint-aware-priors.patch"
@@ -42,27 +43,6 @@ VENDORED: dict[str, tuple[str, list[tuple[str, str]]]] = {
         ],
     ),
 }
-
-
-def added_files(patch_text: str) -> dict[str, str]:
-    """The files a ``git format-patch`` text creates, as ``{path: content}``."""
-    files: dict[str, str] = {}
-    sections = re.split(r"^diff --git ", patch_text, flags=re.MULTILINE)[1:]
-    for section in sections:
-        header, _, body = section.partition("\n@@ ")
-        if "\nnew file mode" not in header:
-            continue
-        path = re.search(r"^\+\+\+ b/(\S+)$", header, flags=re.MULTILINE).group(1)
-        lines, no_newline = [], False
-        for line in body.split("\n")[1:]:  # the first line is the rest of the hunk header
-            if line.startswith("+"):
-                lines.append(line[1:])
-            elif line.startswith("\\ No newline"):
-                no_newline = True
-            else:
-                break  # end of the (single) hunk: the next section, or the format-patch trailer
-        files[path] = "\n".join(lines) + ("" if no_newline else "\n")
-    return files
 
 
 def vendored_text(source: str, rewrites: list[tuple[str, str]]) -> str:
