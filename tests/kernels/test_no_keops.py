@@ -94,3 +94,32 @@ def test_formula_failing_to_compile_falls_back_to_dense_once():
     assert spy.call_count == 1  # tried once, then dense mode for the process
     msgs = [m for m in w if issubclass(m.category, ext.KeOpsUnavailableWarning)]
     assert len(msgs) == 1 and "compilation failed" in str(msgs[0].message)
+
+
+def test_a_formula_still_being_written_to_the_cache_is_retried_not_given_up():
+    k = randomize(ext.RBFKernel().double())
+    x = torch.randn(25, 2, dtype=torch.float64)
+    rhs = torch.randn(25, 3, dtype=torch.float64)
+    want = gpytorch.kernels.RBFKernel().double()
+    want.load_state_dict(k.state_dict())
+    real = base._keops_matmul
+    outcomes = iter([ImportError("pykeops_cpp_0123.so: file too short")])
+
+    def flaky(covar, rhs):
+        for exc in outcomes:
+            raise exc
+        return real(covar, rhs)
+
+    with (
+        _fresh_state(),
+        mock.patch.object(base, "_keops_matmul", side_effect=flaky) as spy,
+        mock.patch.object(base.time, "sleep") as slept,
+        gpytorch.settings.max_cholesky_size(0),
+        warnings.catch_warnings(record=True) as w,
+    ):
+        warnings.simplefilter("always")
+        got = k(x) @ rhs
+        assert base.keops_unavailable_reason() is None  # KeOps stays on for the process
+    torch.testing.assert_close(got, want(x).to_dense() @ rhs, rtol=1e-10, atol=1e-12)
+    assert spy.call_count == 2 and slept.call_count == 1
+    assert not [m for m in w if issubclass(m.category, ext.KeOpsUnavailableWarning)]

@@ -18,6 +18,7 @@ This module imports only torch, linear_operator and gpytorch.
 from __future__ import annotations
 
 import shutil
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -202,6 +203,25 @@ class Formula:
         return f"Formula({self.root!r})"
 
 
+_CACHE_RACE_ATTEMPTS = 3
+
+
+def _keops_matmul_retrying(covar: Any, rhs: Tensor) -> Tensor:
+    """:func:`_keops_matmul`, tried again while another process is still writing the formula to KeOps' cache.
+
+    Processes that compile the same formula at once (pytest-xdist workers, say) can load a half-written shared
+    object (``ImportError: ... file too short``). That passes; a formula that does not compile does not.
+    """
+    for attempt in range(1, _CACHE_RACE_ATTEMPTS + 1):
+        try:
+            return _keops_matmul(covar, rhs)
+        except (OSError, ImportError):
+            if attempt == _CACHE_RACE_ATTEMPTS:
+                raise
+            time.sleep(2.0 * attempt)
+    raise AssertionError("unreachable")
+
+
 def _keops_matmul(covar: Any, rhs: Tensor) -> Tensor:
     """``covar @ rhs`` as KeOps reductions, with the column count padded to one of a few compiled widths."""
     width = rhs.size(-1)
@@ -240,7 +260,7 @@ class KeOpsFormulaOperator(KernelLinearOperator):
         if not _is_lazy(covar):
             return covar @ rhs
         try:
-            return _keops_matmul(covar, rhs)
+            return _keops_matmul_retrying(covar, rhs)
         except (RuntimeError, OSError, ImportError, ValueError) as exc:
             if keops_unavailable_reason() is not None:
                 raise
