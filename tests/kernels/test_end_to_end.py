@@ -15,6 +15,20 @@ from ._battery import real_keops
 pytestmark = pytest.mark.slow
 
 
+def _adam_losses(mll, model, x, y, params, steps: int) -> list[float]:
+    """``steps`` Adam steps on ``-mll(model(x), y)`` with KeOps engaged (``max_cholesky_size(0)``); the losses."""
+    opt = torch.optim.Adam(params, lr=0.05)
+    losses = []
+    with gpytorch.settings.max_cholesky_size(0):
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = -mll(model(x), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+    return losses
+
+
 def _data(*shape, seed=0):
     return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
@@ -36,16 +50,8 @@ def _train_exact(ns, x, y, steps=20):
     likelihood = gpytorch.likelihoods.GaussianLikelihood().double()
     model = _ExactGP(x, y, likelihood, ns).double()
     mll = gpytorch.mlls.ExactMarginalLogLikelihood(likelihood, model)
-    opt = torch.optim.Adam(model.parameters(), lr=0.05)
     model.train()
-    losses = []
-    with gpytorch.settings.max_cholesky_size(0):
-        for _ in range(steps):
-            opt.zero_grad()
-            loss = -mll(model(x), y)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
+    losses = _adam_losses(mll, model, x, y, model.parameters(), steps)
     return model, likelihood, torch.tensor(losses)
 
 
@@ -99,15 +105,8 @@ def _train_lmc(kernel_class, x, y, steps=20):
     model = _LMC(kernel_class).double()
     likelihood = gpytorch.likelihoods.MultitaskGaussianLikelihood(num_tasks=4).double()
     mll = gpytorch.mlls.VariationalELBO(likelihood, model, num_data=y.size(0))
-    opt = torch.optim.Adam([*model.parameters(), *likelihood.parameters()], lr=0.05)
-    losses = []
+    losses = _adam_losses(mll, model, x, y, [*model.parameters(), *likelihood.parameters()], steps)
     with gpytorch.settings.max_cholesky_size(0):
-        for _ in range(steps):
-            opt.zero_grad()
-            loss = -mll(model(x), y)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
         model.eval(), likelihood.eval()
         with torch.no_grad():
             variance = likelihood(model(_data(25, 1, seed=9))).variance
