@@ -18,6 +18,7 @@ be vendored into GPyTorch as the upstream change:
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import MutableSet
 
 import torch
@@ -87,17 +88,72 @@ def truncation_bounds(prior, target: Target | None, parameter: str) -> tuple[Ten
     return lo_c, hi_c
 
 
-def _clamp_into(value: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
-    """Clamp into the open interval far enough from its ends that the constraint's inverse transform is finite."""
-    lo, hi = lo.to(value), hi.to(value)
-    eps = torch.finfo(value.dtype).eps
+def _clamp_limits(lo: Tensor, hi: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Limits inside the open interval, far enough from its ends that the constraint's inverse transform is finite."""
+    lo, hi = lo.to(dtype), hi.to(dtype)
+    eps = torch.finfo(dtype).eps
     span = hi - lo
     scale = torch.maximum(torch.maximum(lo.abs(), hi.abs()).nan_to_num(posinf=0.0), span.nan_to_num(posinf=0.0))
     margin = torch.minimum(4 * eps * scale, span / 4).nan_to_num(posinf=0.0)
     inf = torch.full_like(lo, math.inf)
     low = torch.where(torch.isfinite(lo), torch.maximum(lo + margin, torch.nextafter(lo, inf)), lo)
     high = torch.where(torch.isfinite(hi), torch.minimum(hi - margin, torch.nextafter(hi, -inf)), hi)
-    return torch.maximum(torch.minimum(value, high), low)
+    return low, high
+
+
+_PLANS: OrderedDict[tuple, tuple | None] = OrderedDict()  # see _sampling_plan
+_PLANS_SIZE = 256
+_CACHEABLE_MODULES = ("gpytorch.priors", "torch.distributions")
+
+
+def _plan_key(prior, constraint: Interval, shape: torch.Size) -> tuple | None:
+    """A key that determines the sampling plan, or ``None`` where it cannot be trusted to.
+
+    A GPyTorch or torch distribution is fully determined by its class and its ``arg_constraints`` arguments;
+    priors from elsewhere, with a transform, large or learnable arguments are not cached.
+    """
+    cls = type(prior)
+    if not cls.__module__.startswith(_CACHEABLE_MODULES) or getattr(prior, "_transform", None) is not None:
+        return None
+    parts: list = [cls, shape, *(b.tolist() for b in constraint_bounds(constraint))]
+    for name in prior.arg_constraints:
+        value = getattr(prior, name, None)
+        if not isinstance(value, Tensor) or value.numel() > 64 or value.requires_grad:
+            return None
+        parts.append((name, value.dtype, value.device, value.shape, tuple(value.flatten().tolist())))
+    return tuple(parts)
+
+
+def _sampling_plan(prior, target: Target, shape: torch.Size, parameter: str) -> tuple | None:
+    """How to sample ``prior`` for a parameter of shape ``shape`` under ``target``'s constraint.
+
+    ``None`` when the prior's support lies inside the constraint (sample it as upstream does); otherwise
+    ``(TruncatedPrior on the interval at batch shape shape, low, high)`` with ``low``/``high`` the clamp limits
+    that keep a draw where the constraint's inverse transform is finite. Plans are reused across calls for
+    equal arguments: ``pyro_sample_from_prior`` works on a fresh deep copy of the model at every call, so
+    without the cache each call would rebuild the truncation (its CDF bounds included) for the same prior.
+
+    :raises ValueError: naming the parameter, when the prior's support does not overlap the constraint at all.
+    """
+    key = _plan_key(prior, target.constraint, shape)
+    if key is not None and key in _PLANS:
+        _PLANS.move_to_end(key)
+        return _PLANS[key]
+    bounds = truncation_bounds(prior, target, parameter)
+    plan = None
+    if bounds is not None:
+        try:
+            dist = TruncatedPrior(prior, *bounds, batch_shape=shape)
+        except ValueError as exc:
+            raise ValueError(f"cannot sample parameter {parameter!r}: {exc}") from exc
+        if dist.batch_shape != shape:
+            dist = dist.expand(shape)
+        plan = (dist, *_clamp_limits(*bounds, dist.lower.dtype))
+    if key is not None:
+        _PLANS[key] = plan
+        if len(_PLANS) > _PLANS_SIZE:
+            _PLANS.popitem(last=False)
+    return plan
 
 
 def pyro_sample_from_prior(module: torch.nn.Module, memo: MutableSet | None = None, prefix: str = ""):
@@ -127,25 +183,20 @@ def pyro_sample_from_prior(module: torch.nn.Module, memo: MutableSet | None = No
                     )
                 memo.add(prior)
                 current = closure(module)
-                bounds = None
+                plan = None
                 if module._constraints:
                     target = find_target(module, prior_name, closure, current)
-                    parameter = _join(prefix, target.parameter) if target is not None else ""
-                    bounds = truncation_bounds(prior, target, parameter)
-                if bounds is None:
+                    if target is not None:
+                        plan = _sampling_plan(prior, target, current.shape, _join(prefix, target.parameter))
+                if plan is None:
                     dist = prior.expand(current.shape)
                     if not callable(dist) and prior_interval(dist) is not None:
                         # e.g. HalfNormalPrior.expand returns a torch HalfNormal, which Pyro cannot sample
                         dist = TruncatedPrior(dist)
                     value = pyro.sample(_join(prefix, prior_name), dist)
                 else:
-                    try:
-                        dist = TruncatedPrior(prior, *bounds, batch_shape=current.shape)
-                    except ValueError as exc:
-                        raise ValueError(f"cannot sample parameter {parameter!r}: {exc}") from exc
-                    if dist.batch_shape != current.shape:
-                        dist = dist.expand(current.shape)
-                    value = _clamp_into(pyro.sample(_join(prefix, prior_name), dist), *bounds)
+                    dist, low, high = plan
+                    value = torch.maximum(torch.minimum(pyro.sample(_join(prefix, prior_name), dist), high), low)
                 setting_closure(module, value)
 
     for mname, module_ in module.named_children():

@@ -7,6 +7,7 @@ that it can be vendored into GPyTorch.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from gpytorch.priors import Prior
@@ -19,6 +20,14 @@ from torch.nn import Module as TModule
 from ._intervals import _dtype_of, _interior, describe_prior, format_interval, support_bounds
 
 __all__ = ["TruncatedPrior"]
+
+
+class _State(NamedTuple):
+    support: tuple[Tensor, Tensor]  # the base prior's support bounds
+    bounds: tuple[Tensor, Tensor]  # the effective interval, batch-shaped
+    interior: Tensor  # a point strictly inside it
+    cdf: tuple[Tensor, Tensor] | None  # F(a), F(b); None for a base without a CDF
+
 
 _MC_SAMPLES = 16384
 _MC_SEED = 20240517
@@ -83,7 +92,7 @@ class TruncatedPrior(Prior):
         dtype = _dtype_of(base_prior)
         lower_t = torch.as_tensor(-math.inf if lower is None else lower, dtype=dtype).detach().clone()
         upper_t = torch.as_tensor(math.inf if upper is None else upper, dtype=dtype).detach().clone()
-        if torch.isnan(lower_t).any() or torch.isnan(upper_t).any() or (lower_t >= upper_t).any():
+        if not bool((lower_t < upper_t).all()):  # NaN compares False
             raise ValueError(f"TruncatedPrior needs lower < upper, got lower={lower}, upper={upper}")
         batch_shape = torch.broadcast_shapes(
             base_prior.batch_shape, lower_t.shape, upper_t.shape, torch.Size(() if batch_shape is None else batch_shape)
@@ -103,18 +112,19 @@ class TruncatedPrior(Prior):
             _CAPABILITIES[type(base_prior)] = caps
         self._has_cdf, self._has_icdf = caps
 
-        lo, hi = self._bounds()
+        state = self._state()
+        lo, hi = state.bounds
         if (lo >= hi).any():
             raise ValueError(
                 f"{describe_prior(base_prior)} has no mass in {format_interval(lower_t, upper_t)}: its support is "
-                f"{format_interval(*self._support_bounds())}"
+                f"{format_interval(*state.support)}"
             )
-        finite_lo, finite_hi = torch.isfinite(lo), torch.isfinite(hi)
+        finite_lo, finite_hi = lo > -math.inf, hi < math.inf  # the bounds are NaN-free here
         if (finite_lo.any() and not finite_lo.all()) or (finite_hi.any() and not finite_hi.all()):
             raise ValueError("TruncatedPrior needs each bound finite in all batch elements or infinite in all of them")
 
         if self._has_cdf:
-            log_z = self._cdf_log_normalizer()
+            log_z = torch.log(state.cdf[1] - state.cdf[0])
         elif _log_normalizer is not None:
             log_z = _log_normalizer
         else:
@@ -126,6 +136,10 @@ class TruncatedPrior(Prior):
                 f"{format_interval(lower_t, upper_t)} (normaliser underflows); use bounds closer to its bulk"
             )
 
+    def __setattr__(self, name: str, value) -> None:
+        # not a TransformedDistribution: skip Prior.__setattr__'s buffered-attribute lookup (hasattr per set)
+        TModule.__setattr__(self, name, value)
+
     # --- interval bookkeeping ---------------------------------------------------------------------
 
     def _support_bounds(self) -> tuple[Tensor, Tensor]:
@@ -134,17 +148,55 @@ class TruncatedPrior(Prior):
             s_hi, dtype=self.lower.dtype, device=self.lower.device
         )
 
+    def _state_key(self) -> tuple | None:
+        """Identity and version of every tensor the interval depends on; ``None`` where it must not be cached."""
+        tensors = [self.lower, self.upper]
+        if isinstance(self.base_prior, TModule):
+            tensors.extend(self.base_prior.buffers())
+            tensors.extend(self.base_prior.parameters())
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return None  # a learnable base: the CDF bounds carry a graph, which must be rebuilt for each use
+        return tuple((id(t), t._version) for t in tensors)
+
+    def _state(self) -> _State:
+        """The effective interval and the CDF at its ends, recomputed only when a tensor they depend on changes.
+
+        The key covers the bounds and the base prior's buffers and parameters (``load_state_dict`` and in-place
+        updates bump a tensor's version; ``.to`` replaces it). A base that keeps its parameters outside buffers
+        (a plain torch distribution) is treated as immutable, as torch distributions are.
+        """
+        key = self._state_key()
+        cached = self.__dict__.get("_cached_state")
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        s_lo, s_hi = self._support_bounds()
+        lo, hi = torch.maximum(self.lower, s_lo), torch.minimum(self.upper, s_hi)
+        point = _interior(lo, hi).expand(self.batch_shape)
+        lo, hi = lo.expand(self.batch_shape), hi.expand(self.batch_shape)
+        cdf = None
+        if self._has_cdf and bool((lo < hi).all()):  # an empty interval has no CDF bounds (__init__ raises)
+            cut_lo, cut_hi = lo > s_lo, hi < s_hi
+            if cut_lo.any():
+                f_lo = torch.where(cut_lo, self.base_prior.cdf(torch.where(cut_lo, lo, point)), 0.0)
+            else:
+                f_lo = torch.zeros_like(point)
+            if cut_hi.any():
+                f_hi = torch.where(cut_hi, self.base_prior.cdf(torch.where(cut_hi, hi, point)), 1.0)
+            else:
+                f_hi = torch.ones_like(point)
+            cdf = (f_lo, f_hi)
+        state = _State((s_lo, s_hi), (lo, hi), point, cdf)
+        self.__dict__["_cached_state"] = (key, state)  # a plain attribute: not a buffer, not in state_dict
+        return state
+
     def _bounds(self) -> tuple[Tensor, Tensor]:
         """The effective interval: the truncation bounds intersected with the base support, batch-shaped."""
-        s_lo, s_hi = self._support_bounds()
-        lo = torch.maximum(self.lower, s_lo).expand(self.batch_shape)
-        hi = torch.minimum(self.upper, s_hi).expand(self.batch_shape)
-        return lo, hi
+        return self._state().bounds
 
     @property
     def support(self) -> tc.Constraint:
         lo, hi = self._bounds()
-        finite_lo, finite_hi = bool(torch.isfinite(lo).all()), bool(torch.isfinite(hi).all())
+        finite_lo, finite_hi = bool((lo > -math.inf).all()), bool((hi < math.inf).all())
         if finite_lo and finite_hi:
             return tc.interval(lo, hi)
         if finite_lo:
@@ -159,15 +211,7 @@ class TruncatedPrior(Prior):
 
     def _cdf_bounds(self) -> tuple[Tensor, Tensor]:
         """:math:`F(a)` and :math:`F(b)` at the effective bounds (0 and 1 where the support is not cut)."""
-        s_lo, s_hi = self._support_bounds()
-        lo, hi = self._bounds()
-        point = _interior(lo, hi)
-        cut_lo, cut_hi = lo > s_lo, hi < s_hi
-        f_lo = self.base_prior.cdf(torch.where(cut_lo, lo, point))
-        f_hi = self.base_prior.cdf(torch.where(cut_hi, hi, point))
-        f_lo = torch.where(cut_lo, f_lo, torch.zeros_like(f_lo))
-        f_hi = torch.where(cut_hi, f_hi, torch.ones_like(f_hi))
-        return f_lo, f_hi
+        return self._state().cdf
 
     def _cdf_log_normalizer(self) -> Tensor:
         f_lo, f_hi = self._cdf_bounds()
@@ -202,9 +246,10 @@ class TruncatedPrior(Prior):
     def log_prob(self, value: Tensor) -> Tensor:
         r"""Base log-density minus :math:`\log(F(b) - F(a))` inside the interval, :math:`-\infty` outside."""
         value = torch.as_tensor(value, dtype=self.lower.dtype, device=self.lower.device)
-        lo, hi = self._bounds()
+        state = self._state()
+        lo, hi = state.bounds
         inside = (value >= lo) & (value <= hi)
-        safe = torch.where(inside, value, _interior(lo, hi))
+        safe = torch.where(inside, value, state.interior)
         log_p = (self.base_prior.log_prob(safe) - self._log_normalizer()).to(self.lower.dtype)
         return torch.where(inside, log_p, torch.full_like(log_p, -math.inf))
 
@@ -213,10 +258,10 @@ class TruncatedPrior(Prior):
         if not self._has_cdf:
             raise NotImplementedError(f"{type(self.base_prior).__name__} has no cdf")
         value = torch.as_tensor(value, dtype=self.lower.dtype, device=self.lower.device)
-        lo, hi = self._bounds()
-        f_lo, f_hi = self._cdf_bounds()
+        state = self._state()
+        (lo, hi), (f_lo, f_hi) = state.bounds, state.cdf
         clamped = torch.where(value < lo, lo, torch.where(value > hi, hi, value))
-        safe = torch.where((value > lo) & (value < hi), clamped, _interior(lo, hi))
+        safe = torch.where((value > lo) & (value < hi), clamped, state.interior)
         inner = (self.base_prior.cdf(safe) - f_lo) / (f_hi - f_lo)
         out = torch.where(value <= lo, torch.zeros_like(inner), torch.where(value >= hi, torch.ones_like(inner), inner))
         return out.clamp(0.0, 1.0)
@@ -268,7 +313,7 @@ class TruncatedPrior(Prior):
         u = torch.rand(int(todo.sum()), dtype=self.lower.dtype, device=self.lower.device)
         p = f_lo[todo] + u * (f_hi[todo] - f_lo[todo])
         base = self._expanded_base_for(shape)
-        fill = _interior(lo, hi)
+        fill = self._state().interior.expand(shape)
         x = _bisect_cdf(lambda v: _masked_cdf(base, v, todo, fill), p, lo[todo], hi[todo])
         inf = torch.full_like(x, math.inf)
         x = torch.clamp(x, min=torch.nextafter(lo[todo], inf), max=torch.nextafter(hi[todo], -inf))
@@ -322,6 +367,7 @@ class TruncatedPrior(Prior):
 
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
+        self.__dict__.pop("_cached_state", None)
         if isinstance(self.base_prior, TransformedDistribution) and isinstance(self.base_prior, TModule):
             _load_transformed_to_base_dist(self.base_prior)
         return out

@@ -342,3 +342,26 @@ def test_probe_reports_the_defect_and_its_repair(impl):
     result = patch_object.self_check()
     assert result.reproduced and result.passed
     assert result.patched.startswith("0 of 5000")
+
+
+def test_reused_truncation_follows_the_prior_it_was_built_for():
+    """Sampling plans are reused across calls for equal priors; a changed prior must get its own."""
+
+    def noise_site(likelihood):
+        trace = pyro.poutine.trace(likelihood.pyro_sample_from_prior).get_trace()
+        return trace.nodes["noise_covar.noise_prior"]["fn"]
+
+    first = noise_site(_likelihood(GammaPrior(0.5, 2.0), None, batch=3))
+    again = noise_site(_likelihood(GammaPrior(0.5, 2.0), None, batch=3))
+    other_rate = noise_site(_likelihood(GammaPrior(0.5, 7.0), None, batch=3))
+    other_bound = noise_site(_likelihood(GammaPrior(0.5, 2.0), GreaterThan(1e-3), batch=3))
+    other_shape = noise_site(_likelihood(GammaPrior(0.5, 2.0), None, batch=4))
+    for fn in (first, again, other_rate, other_bound, other_shape):
+        assert isinstance(fn, gpytorch.priors.TruncatedPrior)  # the patch's class, or the patched source's
+    assert float(other_rate.base_prior.rate) == 7.0 and float(first.base_prior.rate) == 2.0
+    assert float(other_bound.lower.min()) == pytest.approx(1e-3) and float(first.lower.min()) == pytest.approx(1e-4)
+    assert other_shape.batch_shape == torch.Size([4, 1]) and first.batch_shape == torch.Size([3, 1])
+
+    likelihood = _likelihood(GammaPrior(0.5, 2.0), None, batch=3)
+    likelihood.noise_covar.noise_prior.rate.fill_(9.0)  # the same prior object, changed in place
+    assert float(noise_site(likelihood).base_prior.rate) == 9.0

@@ -155,3 +155,40 @@ def test_pyro_sample_site_uses_the_truncated_support():
     y = transform(torch.linspace(-30.0, 30.0, 7))
     assert bool((y >= 1e-4).all()) and torch.isfinite(prior.log_prob(y)).all()  # float rounding may hit the end
     assert math.isfinite(float(site["fn"].log_prob(site["value"]).sum()))
+
+
+def test_cached_interval_follows_in_place_updates_of_the_base_and_bounds():
+    """The interval and CDF bounds are cached; load_state_dict, in-place edits and ``.to`` must refresh them."""
+    import gpytorch
+
+    prior = TruncatedPrior(GammaPrior(2.0, 1.0), 0.5, 4.0)
+    x = torch.tensor([0.7, 1.5, 3.0])
+    prior.log_prob(x)  # fills the cache
+    prior.base_prior.rate.fill_(3.0)  # in place, as load_state_dict does
+    expected = TruncatedPrior(GammaPrior(2.0, 3.0), 0.5, 4.0).log_prob(x)
+    assert torch.allclose(prior.log_prob(x), expected)
+
+    kernel = gpytorch.kernels.RBFKernel(lengthscale_prior=TruncatedPrior(GammaPrior(1.0, 1.0), 0.1, 1.0))
+    kernel.lengthscale_prior.log_prob(x)
+    kernel.load_state_dict(
+        gpytorch.kernels.RBFKernel(lengthscale_prior=TruncatedPrior(GammaPrior(3.0, 6.0), 0.05, 2.0)).state_dict()
+    )
+    reference = TruncatedPrior(GammaPrior(3.0, 6.0), 0.05, 2.0)
+    assert torch.allclose(kernel.lengthscale_prior.log_prob(x), reference.log_prob(x))
+    assert torch.allclose(kernel.lengthscale_prior.cdf(x), reference.cdf(x))
+
+    moved = prior.to(torch.float64)
+    assert moved.log_prob(x.double()).dtype == torch.float64
+    assert torch.allclose(moved.log_prob(x.double()), expected.double())
+
+
+def test_learnable_base_keeps_its_gradient_on_every_call():
+    """A base with parameters that require grad is never served from the cache (each call has its own graph)."""
+    rate = torch.nn.Parameter(torch.tensor(1.5))
+    base = GammaPrior(2.0, 1.0)
+    del base.rate
+    base.rate = rate  # a learnable rate; TruncatedPrior reads it as a parameter of the base
+    prior = TruncatedPrior(base, 0.5, 4.0)
+    for _ in range(2):
+        prior.log_prob(torch.tensor(1.0)).backward()
+    assert rate.grad is not None and torch.isfinite(rate.grad)
