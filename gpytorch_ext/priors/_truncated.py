@@ -151,9 +151,14 @@ class TruncatedPrior(Prior):
     def _state_key(self) -> tuple | None:
         """Identity and version of every tensor the interval depends on; ``None`` where it must not be cached."""
         tensors = [self.lower, self.upper]
-        if isinstance(self.base_prior, TModule):
-            tensors.extend(self.base_prior.buffers())
-            tensors.extend(self.base_prior.parameters())
+        base = self.base_prior
+        if isinstance(base, TModule):
+            if base._modules:
+                tensors.extend(base.buffers())
+                tensors.extend(base.parameters())
+            else:  # a flat prior (every GPyTorch prior): its own tensors, without the generators' overhead
+                tensors.extend(t for t in base._buffers.values() if t is not None)
+                tensors.extend(t for t in base._parameters.values() if t is not None)
         if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
             return None  # a learnable base: the CDF bounds carry a graph, which must be rebuilt for each use
         return tuple((id(t), t._version) for t in tensors)
@@ -300,20 +305,21 @@ class TruncatedPrior(Prior):
         is accepted independently, so the result is exactly the truncated distribution either way.
         """
         shape = self._extended_shape(sample_shape)
-        f_lo, f_hi = self._cdf_bounds()
+        state = self._state()
+        f_lo, f_hi = state.cdf
         if bool(((f_hi - f_lo) >= _REJECTION_MIN_MASS).all()):
-            out, accepted = self._rejection_rounds(sample_shape, _FAST_REJECTION_ROUNDS)
+            out, accepted = self._rejection_rounds(sample_shape, _FAST_REJECTION_ROUNDS, state.bounds)
             if bool(accepted.all()):
                 return out
         else:
             out, accepted = torch.zeros(shape, dtype=self.lower.dtype, device=self.lower.device), None
-        lo, hi = (b.expand(shape) for b in self._bounds())
+        lo, hi = (b.expand(shape) for b in state.bounds)
         f_lo, f_hi = f_lo.expand(shape), f_hi.expand(shape)
         todo = torch.ones(shape, dtype=torch.bool, device=out.device) if accepted is None else ~accepted
         u = torch.rand(int(todo.sum()), dtype=self.lower.dtype, device=self.lower.device)
         p = f_lo[todo] + u * (f_hi[todo] - f_lo[todo])
         base = self._expanded_base_for(shape)
-        fill = self._state().interior.expand(shape)
+        fill = state.interior.expand(shape)
         x = _bisect_cdf(lambda v: _masked_cdf(base, v, todo, fill), p, lo[todo], hi[todo])
         inf = torch.full_like(x, math.inf)
         x = torch.clamp(x, min=torch.nextafter(lo[todo], inf), max=torch.nextafter(hi[todo], -inf))
@@ -334,8 +340,10 @@ class TruncatedPrior(Prior):
         inf = torch.full_like(lo, math.inf)
         return torch.clamp(x, min=torch.nextafter(lo, inf), max=torch.nextafter(hi, -inf))
 
-    def _rejection_rounds(self, sample_shape: torch.Size, rounds: int) -> tuple[Tensor, Tensor]:
-        lo, hi = self._bounds()
+    def _rejection_rounds(
+        self, sample_shape: torch.Size, rounds: int, bounds: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        lo, hi = self._bounds() if bounds is None else bounds
         out = self._base_sample(sample_shape).to(self.lower.dtype)
         accepted = (out > lo) & (out < hi)
         for _ in range(rounds):
