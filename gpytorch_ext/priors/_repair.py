@@ -17,6 +17,7 @@ be vendored into GPyTorch as the upstream change:
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import OrderedDict
 from collections.abc import MutableSet
@@ -142,8 +143,10 @@ def _sampling_plan(prior, target: Target, shape: torch.Size, parameter: str) -> 
     bounds = truncation_bounds(prior, target, parameter)
     plan = None
     if bounds is not None:
+        # a cached plan owns its copy of the prior: the sampled module, which holds this prior, is the caller's
+        base = copy.deepcopy(prior) if key is not None else prior
         try:
-            dist = TruncatedPrior(prior, *bounds, batch_shape=shape)
+            dist = TruncatedPrior(base, *bounds, batch_shape=shape)
         except ValueError as exc:
             raise ValueError(f"cannot sample parameter {parameter!r}: {exc}") from exc
         if dist.batch_shape != shape:

@@ -365,3 +365,10 @@ def test_reused_truncation_follows_the_prior_it_was_built_for():
     likelihood = _likelihood(GammaPrior(0.5, 2.0), None, batch=3)
     likelihood.noise_covar.noise_prior.rate.fill_(9.0)  # the same prior object, changed in place
     assert float(noise_site(likelihood).base_prior.rate) == 9.0
+
+    # what a call returns is the caller's to change; a later call must not see that change
+    sampled = _likelihood(GammaPrior(0.5, 2.1), None, batch=5).pyro_sample_from_prior()  # a new plan
+    sampled.noise_covar.noise_prior.rate.fill_(100.0)
+    sampled.double()
+    fn = noise_site(_likelihood(GammaPrior(0.5, 2.1), None, batch=5))
+    assert float(fn.base_prior.rate) == pytest.approx(2.1) and fn.base_prior.rate.dtype == torch.float32
