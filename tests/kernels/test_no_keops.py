@@ -9,6 +9,7 @@ import warnings
 from unittest import mock
 
 import gpytorch
+import pytest
 import torch
 
 from gpytorch_ext.kernels import keops as ext
@@ -123,3 +124,54 @@ def test_a_formula_still_being_written_to_the_cache_is_retried_not_given_up():
     torch.testing.assert_close(got, want(x).to_dense() @ rhs, rtol=1e-10, atol=1e-12)
     assert spy.call_count == 2 and slept.call_count == 1
     assert not [m for m in w if issubclass(m.category, ext.KeOpsUnavailableWarning)]
+
+
+_INTERRUPTED_BUILD_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, warnings
+    import pykeops
+    pykeops.set_build_folder(sys.argv[1])
+    import gpytorch, torch
+    from gpytorch_ext.kernels import keops as ext
+    torch.manual_seed(0)
+    x, rhs = torch.rand(40, 2, dtype=torch.float64), torch.randn(40, 1, dtype=torch.float64)
+    k = ext.RBFKernel().double()
+    want = gpytorch.kernels.RBFKernel().double()
+    want.load_state_dict(k.state_dict())
+    with warnings.catch_warnings(record=True) as caught, gpytorch.settings.max_cholesky_size(0):
+        warnings.simplefilter("always")
+        got = k(x) @ rhs
+    print(json.dumps({
+        "error": float((got - want(x).to_dense() @ rhs).abs().max()),
+        "unavailable": any(issubclass(w.category, ext.KeOpsUnavailableWarning) for w in caught),
+        "removed": [str(w.message) for w in caught if "truncated KeOps build" in str(w.message)],
+    }))
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_build_truncated_by_an_interrupted_compilation_is_rebuilt(tmp_path):
+    """A compilation killed half-way leaves an empty module in KeOps' cache; it is rebuilt, KeOps stays on."""
+    import json
+
+    def run() -> dict:
+        out = subprocess.run(
+            [sys.executable, "-c", _INTERRUPTED_BUILD_SCRIPT, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first = run()  # compiles the formula into the empty build folder
+    assert not first["unavailable"] and first["error"] < 1e-10 and not first["removed"]
+    modules = list(tmp_path.rglob("pykeops_cpp_*.so"))
+    assert modules
+    for module in modules:
+        module.write_bytes(b"")  # what a killed linker leaves behind
+    second = run()
+    assert not second["unavailable"] and second["error"] < 1e-10
+    assert second["removed"]
+    assert all(module.stat().st_size > 0 for module in modules)

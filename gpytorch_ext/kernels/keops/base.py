@@ -17,6 +17,8 @@ This module imports only torch, linear_operator and gpytorch.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import time
 import warnings
@@ -210,16 +212,40 @@ def _keops_matmul_retrying(covar: Any, rhs: Tensor) -> Tensor:
     """:func:`_keops_matmul`, tried again while another process is still writing the formula to KeOps' cache.
 
     Processes that compile the same formula at once (pytest-xdist workers, say) can load a half-written shared
-    object (``ImportError: ... file too short``). That passes; a formula that does not compile does not.
+    object (``ImportError: ... file too short``). That passes; a formula that does not compile does not. A
+    truncated module that stays truncated was left by an interrupted build (a compilation killed half-way): it
+    is removed from KeOps' build folder, so that KeOps compiles it again, once.
     """
     for attempt in range(1, _CACHE_RACE_ATTEMPTS + 1):
         try:
             return _keops_matmul(covar, rhs)
-        except (OSError, ImportError):
-            if attempt == _CACHE_RACE_ATTEMPTS:
+        except (OSError, ImportError) as exc:
+            if attempt < _CACHE_RACE_ATTEMPTS:
+                time.sleep(2.0 * attempt)
+            elif not _remove_truncated_build(exc):
                 raise
-            time.sleep(2.0 * attempt)
-    raise AssertionError("unreachable")
+    return _keops_matmul(covar, rhs)  # KeOps compiles the removed module again
+
+
+def _remove_truncated_build(exc: BaseException) -> bool:
+    """Delete the truncated compiled module that ``exc`` names, if it lies in KeOps' build folder."""
+    match = re.search(r"(/\S+?): file too short", str(exc))
+    if match is None:
+        return False
+    try:
+        import pykeops
+
+        folder = os.path.realpath(pykeops.get_build_folder())
+        path = os.path.realpath(match.group(1))
+        if os.path.dirname(path) != folder:
+            return False
+        os.remove(path)
+    except Exception:  # not ours to remove, or already gone: report the original error
+        return False
+    warnings.warn(
+        f"removed a truncated KeOps build from an interrupted compilation: {path}", RuntimeWarning, stacklevel=3
+    )
+    return True
 
 
 def _keops_matmul(covar: Any, rhs: Tensor) -> Tensor:
