@@ -131,17 +131,6 @@ def excluded_mass(prior, lower: Tensor, upper: Tensor) -> Tensor | None:
 
 def _interior(lo: Tensor, hi: Tensor) -> Tensor:
     """A point strictly inside ``(lo, hi)`` (elementwise), for evaluating functions safely off the bounds."""
-    if lo.numel() == 1 and hi.numel() == 1:  # the common scalar case, without a dozen tiny tensor ops
-        a, b = float(lo), float(hi)
-        if math.isfinite(a) and math.isfinite(b):
-            x = (a + b) / 2
-        elif math.isfinite(a):
-            x = a + max(1.0, abs(a))
-        elif math.isfinite(b):
-            x = b - max(1.0, abs(b))
-        else:
-            x = 0.0
-        return torch.full(torch.broadcast_shapes(lo.shape, hi.shape), x, dtype=lo.dtype, device=lo.device)
     mid = (lo + hi) / 2
     lo_f, hi_f = lo > -math.inf, hi < math.inf  # bounds are never NaN
     one = torch.ones_like(mid)

@@ -124,7 +124,7 @@ class TruncatedPrior(Prior):
             raise ValueError("TruncatedPrior needs each bound finite in all batch elements or infinite in all of them")
 
         if self._has_cdf:
-            log_z = torch.log(state.cdf[1] - state.cdf[0])
+            log_z = self._cdf_log_normalizer()
         elif _log_normalizer is not None:
             log_z = _log_normalizer
         else:
