@@ -6,10 +6,14 @@ first non-blank character is ``#`` are ignored. Names are plain file names: no d
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from pathlib import Path
 
-__all__ = ["SeriesError", "default_patches_dir", "parse_series", "read_series", "unlisted_patches"]
+__all__ = ["SERIES_PACKAGE", "SeriesError", "default_patches_dir", "parse_series", "read_series", "unlisted_patches"]
+
+#: The package that ships the repository's ``patches/`` directory (mapped at build time, see ``pyproject.toml``).
+SERIES_PACKAGE = "gpytorch_ext.staging.series"
 
 
 class SeriesError(ValueError):
@@ -17,17 +21,32 @@ class SeriesError(ValueError):
 
 
 def default_patches_dir() -> Path:
-    """The directory with ``series``: ``$GPYTORCH_EXT_PATCHES``, else the checkout's ``patches/``, else ``./patches``.
+    """The directory with ``series``: ``$GPYTORCH_EXT_PATCHES``, else the series shipped with the package.
 
-    The checkout's ``patches/`` is found next to the ``gpytorch_ext`` package (editable installs and source trees).
+    The package ships the repository's ``patches/`` as :data:`SERIES_PACKAGE`, found with :mod:`importlib.resources`
+    in a wheel and in an editable install alike. Without an installation (a source tree on ``PYTHONPATH``) the
+    ``patches/`` next to the ``gpytorch_ext`` package is used, and as a last resort ``./patches``.
     """
     env = os.environ.get("GPYTORCH_EXT_PATCHES")
     if env:
         return Path(env).expanduser()
+    shipped = _shipped_series_dir()
+    if shipped is not None:
+        return shipped
     beside = Path(__file__).resolve().parents[2] / "patches"
     if (beside / "series").is_file():
         return beside
     return Path.cwd() / "patches"
+
+
+def _shipped_series_dir() -> Path | None:
+    try:
+        root = importlib.resources.files(SERIES_PACKAGE)
+    except ModuleNotFoundError:  # a source tree that was not installed
+        return None
+    series = root / "series"
+    # git needs the patch files on disk: a zipped installation (no real path) falls through to the other choices
+    return series.parent if isinstance(series, Path) and series.is_file() else None
 
 
 def parse_series(text: str, source: str = "series") -> list[str]:
