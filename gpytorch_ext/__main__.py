@@ -1,8 +1,14 @@
-"""``python -m gpytorch_ext``: versions, and each registered patch's self-check, in ten seconds of reading.
+"""``python -m gpytorch_ext``: versions, and the self-check of every capability, in ten seconds of reading.
+
+One row per registered patch (applied or not, and its self-check: the upstream defect reproduced with the patch
+reverted, and the result with it applied), one row per feature that is called rather than patched in (such as
+``equalize``: what GPyTorch alone gives, and what the feature gives), and the upstream patch series as the files
+on disk describe it. The report is offline: it starts no pip, no git and no network access, and needs no
+download cache (``python -m gpytorch_ext.staging status`` checks the series against GPyTorch's source).
 
 ``--json`` prints the same as one JSON document on standard output (anything a library prints while the
 checks run, such as pykeops' CUDA notice, goes to standard error). Exit status 0 when every applied patch's
-self-check passes, 1 otherwise.
+self-check and every feature's self-check passes, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -48,26 +54,35 @@ def _versions() -> dict[str, str]:
 
 
 def collect() -> dict[str, Any]:
-    """Run every registered patch's self-check and return the report as a plain dictionary."""
+    """Run every self-check and return the report as a plain dictionary (the ``--json`` document).
+
+    Keys: ``gpytorch_ext`` (version), ``versions``, ``patches`` (rows of ``name``, ``summary``, ``applied``,
+    ``self_check``), ``features`` (rows of ``name``, ``summary``, ``self_check``), ``upstream_series``
+    (``applies``: ``None`` when not checked, and ``detail``) and ``ok``.
+    """
     import gpytorch_ext
+    from gpytorch_ext._features import features
 
     rows = []
     for name in gpytorch_ext.available():
         p = gpytorch_ext._registry.get(name)
         check = p.self_check()
         rows.append({"name": name, "summary": p.summary, "applied": p.is_applied, "self_check": check.as_dict()})
+    feature_rows = [{"name": f.name, "summary": f.summary, "self_check": f.self_check().as_dict()} for f in features()]
     report: dict[str, Any] = {"gpytorch_ext": gpytorch_ext.__version__, "versions": _versions(), "patches": rows}
+    report["features"] = feature_rows
     report["upstream_series"] = _series_row()
-    report["ok"] = all(r["self_check"]["passed"] for r in rows if r["applied"])
+    report["ok"] = all(r["self_check"]["passed"] for r in rows if r["applied"]) and all(
+        r["self_check"]["passed"] for r in feature_rows
+    )
     return report
 
 
 def _series_row() -> dict[str, Any]:
-    try:
-        from gpytorch_ext.staging import series_status
-    except ImportError:
-        return {"applies": None, "detail": "staging tools not available"}
-    applies, detail = series_status()
+    """The patch series from the files on disk: never a download, a git command or a test run."""
+    from gpytorch_ext.staging import series_summary
+
+    applies, detail = series_summary()
     return {"applies": applies, "detail": detail}
 
 
@@ -79,7 +94,7 @@ def render(report: dict[str, Any]) -> str:
         "  " + "   ".join(f"{k} {v[k]}" for k in _PACKAGES),
         "",
     ]
-    width = max([len(r["name"]) for r in report["patches"]] + [5])
+    width = max([len(r["name"]) for r in report["patches"] + report["features"]] + [7])
     lines.append(f"  {'patch':<{width}}  applied  self-check")
     for r in report["patches"]:
         c = r["self_check"]
@@ -90,10 +105,18 @@ def render(report: dict[str, Any]) -> str:
         )
     if not report["patches"]:
         lines.append("  (no patches registered)")
+    lines += ["", f"  {'feature':<{width}}  {'':7}  self-check"]
+    for r in report["features"]:
+        c = r["self_check"]
+        verdict = "ok" if c["passed"] else "FAIL"
+        lines.append(f"  {r['name']:<{width}}  {'':7}  {verdict:<4}  without: {c['upstream']}; with: {c['patched']}")
     s = report["upstream_series"]
-    state = {True: "applies", False: "DOES NOT APPLY", None: "unknown"}[s["applies"]]
+    state = {True: "applies", False: "BROKEN", None: "not checked"}[s["applies"]]
     lines += ["", f"  upstream patch series: {state} ({s['detail']})"]
-    lines += ["", "all applied patches pass their self-check" if report["ok"] else "SOME SELF-CHECKS FAILED"]
+    lines += [
+        "",
+        "every applied patch and every feature passes its self-check" if report["ok"] else "SOME SELF-CHECKS FAILED",
+    ]
     return "\n".join(lines)
 
 

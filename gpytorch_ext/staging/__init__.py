@@ -17,8 +17,8 @@ from ._git import PRISTINE_TAG, GitError
 from ._results import OUTCOMES, Results, nodeid_from_junit, parse_junit
 from ._runner import SuiteRun, SuiteRunError, run_suite
 from ._sdist import PINNED_VERSION, FetchError, cache_dir, cached_sdist, fetch_sdist, unpack_sdist
-from ._series import SeriesError, default_patches_dir, parse_series, read_series, unlisted_patches
-from ._status import check_series, series_status
+from ._series import SERIES_PACKAGE, SeriesError, default_patches_dir, parse_series, read_series, unlisted_patches
+from ._status import check_series, series_status, series_summary
 from ._tree import SeriesApplyError, Tree, build_tree
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "OUTCOMES",
     "PINNED_VERSION",
     "PRISTINE_TAG",
+    "SERIES_PACKAGE",
     "Baseline",
     "Comparison",
     "FetchError",
@@ -50,6 +51,7 @@ __all__ = [
     "read_series",
     "run_suite",
     "series_status",
+    "series_summary",
     "unlisted_patches",
     "unpack_sdist",
 ]

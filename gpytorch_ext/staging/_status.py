@@ -1,4 +1,4 @@
-"""Whether the patch series applies to the installed GPyTorch (for the ``python -m gpytorch_ext`` report)."""
+"""The patch series' state: from the files on disk alone (the report), or checked against the source (``status``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ._sdist import PINNED_VERSION, FetchError, cached_sdist, fetch_sdist, unpac
 from ._series import SeriesError, read_series
 from ._tree import SeriesApplyError, check_series_in
 
-__all__ = ["check_series", "series_status"]
+__all__ = ["check_series", "series_status", "series_summary"]
 
 
 def check_series(
@@ -35,6 +35,34 @@ def check_series(
         git(root, "init", "-q")
         check_series_in(root, patches, commit=False)
     return len(patches)
+
+
+def series_summary(patches_dir: Path | None = None) -> tuple[bool | None, str]:
+    """What can be said about the patch series from the files on disk alone: ``(applies, one-line message)``.
+
+    This is the ``python -m gpytorch_ext`` report's row. It reads ``series`` and checks that the files it lists
+    exist, and compares the installed GPyTorch with the release the series is written for; it starts no process
+    (no git, no pip) and needs no source distribution. ``applies`` is ``None`` (not checked) for a readable series,
+    ``True`` for an empty one and ``False`` when ``series`` is missing, malformed or names a missing file.
+    :func:`series_status` (``python -m gpytorch_ext.staging status``) makes the real check.
+
+    :param patches_dir: the directory with ``series`` (default :func:`~gpytorch_ext.staging.default_patches_dir`).
+    """
+    try:
+        patches = read_series(patches_dir)
+    except SeriesError as exc:
+        return False, str(exc)
+    try:
+        installed = importlib.metadata.version("gpytorch")
+    except importlib.metadata.PackageNotFoundError:
+        installed = "not installed"
+    if not patches:
+        return True, "series is empty"
+    counted = "1 patch" if len(patches) == 1 else f"{len(patches)} patches"
+    against = "" if installed == PINNED_VERSION else f" (installed: gpytorch {installed})"
+    where = patches[0].parent
+    command = "python -m gpytorch_ext.staging status"
+    return None, f"{counted} for gpytorch {PINNED_VERSION}{against} in {where}; `{command}` checks them"
 
 
 def series_status(

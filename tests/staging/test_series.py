@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.resources
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from gpytorch_ext.staging import SeriesError, default_patches_dir, parse_series, read_series, unlisted_patches
+from gpytorch_ext.staging import (
+    PINNED_VERSION,
+    SERIES_PACKAGE,
+    SeriesError,
+    default_patches_dir,
+    parse_series,
+    read_series,
+    series_summary,
+    unlisted_patches,
+)
 
 
 def test_parse_series_skips_comments_and_blank_lines_and_keeps_order():
@@ -74,3 +85,64 @@ def test_the_shipped_series_is_well_formed(monkeypatch: pytest.MonkeyPatch):
     patches = read_series(patches_dir)  # every listed file exists
     assert all(p.suffix == ".patch" for p in patches)
     assert unlisted_patches(patches_dir) == []
+
+
+def test_the_series_ships_as_package_data_of_the_installation():
+    shipped = importlib.resources.files(SERIES_PACKAGE)
+    assert (shipped / "series").is_file()
+    assert [p.name for p in read_series(Path(str(shipped)))] == [p.name for p in read_series(_checkout_patches())]
+
+
+def test_without_an_installed_series_the_checkout_is_used(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("GPYTORCH_EXT_PATCHES", raising=False)
+
+    def not_installed(package):
+        raise ModuleNotFoundError(package)
+
+    monkeypatch.setattr(importlib.resources, "files", not_installed)
+    assert default_patches_dir() == _checkout_patches()
+
+
+def _checkout_patches() -> Path:
+    return Path(__file__).resolve().parents[2] / "patches"
+
+
+# -- series_summary: the report's row, from the files alone -----------------------------------------------------------
+
+
+@pytest.fixture
+def no_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("series_summary started a process")
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+
+
+def test_series_summary_counts_the_listed_patches_without_checking_them(tmp_path: Path, no_process):
+    for name in ("0001-a.patch", "0002-b.patch"):
+        (tmp_path / name).write_text("", encoding="utf-8")
+    (tmp_path / "series").write_text("0001-a.patch\n0002-b.patch\n", encoding="utf-8")
+    applies, detail = series_summary(tmp_path)
+    assert applies is None
+    assert detail.startswith(f"2 patches for gpytorch {PINNED_VERSION}") and str(tmp_path) in detail
+
+
+def test_series_summary_of_an_empty_series(tmp_path: Path, no_process):
+    (tmp_path / "series").write_text("# nothing yet\n", encoding="utf-8")
+    assert series_summary(tmp_path) == (True, "series is empty")
+
+
+def test_series_summary_names_a_missing_patch_file(tmp_path: Path, no_process):
+    (tmp_path / "series").write_text("0001-gone.patch\n", encoding="utf-8")
+    applies, detail = series_summary(tmp_path)
+    assert applies is False and "0001-gone.patch" in detail
+
+
+def test_series_summary_says_when_the_installed_gpytorch_is_another_release(tmp_path, monkeypatch, no_process):
+    from gpytorch_ext.staging import _status
+
+    (tmp_path / "a.patch").write_text("", encoding="utf-8")
+    (tmp_path / "series").write_text("a.patch\n", encoding="utf-8")
+    monkeypatch.setattr(_status.importlib.metadata, "version", lambda name: "9.9.9")
+    applies, detail = series_summary(tmp_path)
+    assert applies is None and detail.startswith(f"1 patch for gpytorch {PINNED_VERSION} (installed: gpytorch 9.9.9)")
