@@ -1,6 +1,7 @@
 # gpytorch-ext: `make demo` and `make test` are the whole set-up (see README.md).
 PYTHON     ?= python3
 VENV       ?= .venv
+DEMO_VENV  ?= .venv-demo
 TORCH_SPEC ?= torch==2.13.0
 PYTEST_ARGS ?=
 JOBS       ?= 2
@@ -8,25 +9,36 @@ JOBS       ?= 2
 PY  := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test test-source upstream upstream-verify upstream-suite lint bench wheel clean
+.PHONY: demo demo-env test test-source upstream upstream-verify upstream-suite lint bench figures wheel clean
 
-# torch first, from TORCH_SPEC: a bare `torch` requirement would pull the CUDA build.
-$(VENV)/.torch:
-	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
-	$(PIP) install "$(TORCH_SPEC)"
-	@touch $@
-
-$(VENV)/.installed: $(VENV)/.torch pyproject.toml
-	$(PIP) install --quiet -e .
+# torch first, from TORCH_SPEC: a bare `torch` requirement would pull the CUDA build. (Any virtual environment:
+# .venv for development, $(DEMO_VENV) for the demo.)
+%/.torch:
+	$(PYTHON) -m venv $*
+	$*/bin/python -m pip install --quiet --upgrade pip
+	$*/bin/python -m pip install "$(TORCH_SPEC)"
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.torch pyproject.toml
 	$(PIP) install --quiet -e ".[test]"
-	@touch $(VENV)/.installed $@
+	@touch $@
 
-demo: $(VENV)/.installed
-	$(PY) -m gpytorch_ext
+$(VENV)/.installed-bench: $(VENV)/.installed-test
+	$(PIP) install --quiet -e ".[test,bench]"
+	@touch $@
+
+# The demo runs in an environment of its own, as a user gets it: torch, then `pip install .` alone (no extras).
+# tests/registry/test_demo_env.py builds exactly this (make demo-env) and checks the report in it.
+PACKAGE_FILES := pyproject.toml pytest_gpytorch_ext.py $(shell find gpytorch_ext patches -type f -not -name '*.pyc')
+
+$(DEMO_VENV)/.installed: $(DEMO_VENV)/.torch $(PACKAGE_FILES)
+	$(DEMO_VENV)/bin/python -m pip install --quiet .
+	@touch $@
+
+demo-env: $(DEMO_VENV)/.installed
+
+demo: demo-env
+	$(DEMO_VENV)/bin/python -m gpytorch_ext
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -n $(JOBS) $(PYTEST_ARGS)
@@ -56,8 +68,12 @@ lint: $(VENV)/.installed-test
 wheel: $(VENV)/.installed-test
 	$(PY) -m build --wheel --outdir dist .
 
-bench: $(VENV)/.installed-test
+# every benchmark script; benchmarks/figures.py also writes the PNG plots in docs/ that README.md shows
+bench: $(VENV)/.installed-bench
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+figures: $(VENV)/.installed-bench
+	$(PY) benchmarks/figures.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
