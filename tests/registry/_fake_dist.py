@@ -1,7 +1,8 @@
 """A throw-away third-party distribution that registers test-only patches through entry points.
 
 It patches a module of its own (``fake_target``), never GPyTorch, so the registry is exercised through real
-installed metadata without shipping a fake patch.
+installed metadata without shipping a fake patch. Its test package (:func:`write_fake_tests`) checks its patches
+with the public test kit, :class:`gpytorch_ext.testing.PatchTestCase`, as a third-party author would.
 """
 
 from __future__ import annotations
@@ -52,12 +53,45 @@ BROKEN = Patch(
     replacements=lambda: [Replacement(fake_target, "renamed_in_a_future_release", _greet)],
     verified_on=">=0",
 )
+STUBBORN = Patch(
+    name="test-stubborn", summary="test-only: replaces fake_target.greet, but the defect stays",
+    replacements=lambda: [Replacement(fake_target, "greet", lambda: "hello")],
+    verified_on=">=0", probe=_probe,
+)
 FAILING_CHECK = Patch(
     name="test-failing-check", summary="test-only: a self-check that still sees the defect",
     replacements=lambda: [], verified_on=">=0",
     probe=lambda: Probe("still broken", defect=True),
 )
 """
+
+
+NAMES = {
+    "ALPHA": "test-alpha",
+    "BETA": "test-beta",
+    "BROKEN": "test-broken",
+    "FAILING_CHECK": "test-failing-check",
+    "STUBBORN": "test-stubborn",
+}
+
+TESTS = """
+from gpytorch_ext.testing import PatchTestCase
+{classes}
+"""
+
+TEST_CLASS = """
+
+class Test{cls}(PatchTestCase):
+    patch_name = "{name}"
+"""
+
+
+def write_fake_tests(root: Path, patches: tuple[str, ...]) -> Path:
+    """Write the fake distribution's test module: a few-line ``PatchTestCase`` subclass per patch in ``patches``."""
+    classes = "".join(TEST_CLASS.format(cls=p.title().replace("_", ""), name=NAMES[p]) for p in patches)
+    path = root / "test_fake_ext_patches.py"
+    path.write_text(TESTS.format(classes=classes))
+    return path
 
 
 def write_fake_dist(root: Path, patches: tuple[str, ...] = ("ALPHA", "BETA")) -> Path:
@@ -68,8 +102,7 @@ def write_fake_dist(root: Path, patches: tuple[str, ...] = ("ALPHA", "BETA")) ->
     info = root / "fake_ext-0.1.dist-info"
     info.mkdir(exist_ok=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-ext\nVersion: 0.1\n")
-    names = {"ALPHA": "test-alpha", "BETA": "test-beta", "BROKEN": "test-broken", "FAILING_CHECK": "test-failing-check"}
-    lines = "\n".join(f"{names[p]} = fake_ext:{p}" for p in patches)
+    lines = "\n".join(f"{NAMES[p]} = fake_ext:{p}" for p in patches)
     (info / "entry_points.txt").write_text(f"[gpytorch_ext.patches]\n{lines}\n")
     return root
 
