@@ -34,6 +34,8 @@ class PatchTestCase:
 
     @pytest.fixture(autouse=True)
     def _stock_gpytorch_and_state_restored(self, request: pytest.FixtureRequest) -> Iterator[None]:
+        if not getattr(self, "patch_name", None):
+            pytest.fail(f"{type(self).__name__}: set the class attribute patch_name to a registered patch's name")
         if request.config.getoption("--impl", default="monkeypatch") == "source":
             pytest.skip("the patch test case reverts the run-time patch; no stock GPyTorch under --impl=source")
         patch = self.patch

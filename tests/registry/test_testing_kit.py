@@ -54,3 +54,12 @@ def test_a_patch_whose_defect_stays_fails_where_it_should(run_third_party):
     for name in KIT_TESTS:
         result.stdout.fnmatch_lines([f"*TestStubborn::{name} {'FAILED' if name in failing else 'PASSED'}*"])
     result.stdout.fnmatch_lines(["*test-stubborn: the defect remains with the patch applied (greets plainly)*"])
+
+
+def test_a_subclass_without_a_patch_name_says_what_is_missing(pytester: pytest.Pytester):
+    pytester.makepyfile(
+        "from gpytorch_ext.testing import PatchTestCase\n\nclass TestUnnamed(PatchTestCase):\n    pass\n"
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=len(KIT_TESTS))
+    result.stdout.fnmatch_lines(["*TestUnnamed: set the class attribute patch_name*"])
