@@ -170,12 +170,18 @@ class TyingBattery:
         tied.load_state_dict(state, strict=True)
         self.assert_same_loss(tied, ref)
 
-    def test_load_own_checkpoint_strict_and_not(self):
-        for strict in (True, False):
+    def test_load_own_checkpoint_strict_assign_and_not(self):
+        for strict, assign in ((True, False), (False, False), (True, True)):
             tied, ref = self.pair()
             fresh = self.make_tied()
-            result = nn.Module.load_state_dict(fresh, tied.state_dict(), strict=strict)
+            structure = [len(n) for n in _tied_names(fresh)]
+            result = nn.Module.load_state_dict(fresh, tied.state_dict(), strict=strict, assign=assign)
             assert not result.missing_keys and not result.unexpected_keys
+            assert [len(n) for n in _tied_names(fresh)] == structure  # assign=True too: one parameter per tie
+            for name, param in fresh.named_parameters(remove_duplicate=False):
+                torch.testing.assert_close(param, tied.get_parameter(name), rtol=0, atol=0)
+            if assign:
+                continue  # the values are checked; assign=True may also replace buffers (BoTorch's transforms)
             fresh.load_state_dict(tied.state_dict(), strict=strict)  # the model's own, e.g. BoTorch's
             self.assert_same_loss(fresh, ref)
             tied.load_state_dict(tied.state_dict(), strict=strict)

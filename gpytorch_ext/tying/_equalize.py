@@ -22,7 +22,7 @@ __all__ = ["equalize", "tied", "untie"]
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
-_HOOK = "_equalize_load_hook"  # root.__dict__: the handle of the load_state_dict pre-hook
+_HOOKS = "_equalize_load_hooks"  # root.__dict__: the handles of the load_state_dict pre- and post-hook
 _ENTRY_POINTS = ("pyro_sample_from_prior", "pyro_load_from_samples", "custom_fit")  # set on the root's __dict__
 
 
@@ -135,9 +135,14 @@ def _ties(root: nn.Module) -> list[Tie]:
     return root.__dict__.get(TIES, [])
 
 
-def _load_hook(root: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+def _before_load(root: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
     for tie in _ties(root):
         tie.load(state_dict, prefix)
+
+
+def _after_load(root: nn.Module, incompatible_keys: Any) -> None:
+    for tie in _ties(root):
+        tie.share(root)  # load_state_dict(assign=True) gives every name a new parameter of its own
 
 
 def _install(root: nn.Module) -> None:
@@ -147,12 +152,15 @@ def _install(root: nn.Module) -> None:
         root.__dict__.pop(name, None)
     if not ties:
         root.__dict__.pop(TIES, None)
-        handle = root.__dict__.pop(_HOOK, None)
-        if handle is not None:
+        for handle in root.__dict__.pop(_HOOKS, ()):
             handle.remove()
         return
-    if _HOOK not in root.__dict__:
-        root.__dict__[_HOOK] = root.register_load_state_dict_pre_hook(_load_hook)
+    if _HOOKS not in root.__dict__:
+        hooks = (
+            root.register_load_state_dict_pre_hook(_before_load),
+            root.register_load_state_dict_post_hook(_after_load),
+        )
+        root.__dict__[_HOOKS] = hooks
     root.__dict__["pyro_sample_from_prior"] = functools.partial(_pyro.pyro_sample_from_prior, root)
     root.__dict__["pyro_load_from_samples"] = functools.partial(_pyro.pyro_load_from_samples, root)
     if _botorch.needs_joint_fit(root, [n for tie in ties for n in tie.names]):

@@ -65,10 +65,7 @@ class Tie:
         shared = first
         if first.shape != shape:
             shared = nn.Parameter(reduce(first.detach(), first.shape, shape).clone(), first.requires_grad)
-        for mod, attr, own in zip(mods, attrs, shapes):
-            setattr(mod, attr, shared)
-            if own != shape:
-                set_shape(mod, attr, own, shape)
+        tie.share(root, shared)
 
         for (path, prior_name), i in readers.items():
             priors = mods[i]._priors  # GPyTorch keeps a module's priors in the private dict `_priors`
@@ -78,6 +75,17 @@ class Tie:
                 prior, closure, setting = tie.saved[(path, prior_name)] = priors[prior_name]
                 priors[prior_name] = (prior, ReducedClosure(closure, shapes[i], shape), setting)
         return tie
+
+    def share(self, root: nn.Module, shared: nn.Parameter | None = None) -> None:
+        """Register ``shared`` (default: the first member's parameter) under every member's name."""
+        for name, own in zip(self.names, self.shapes):
+            path, attr = split(name)
+            mod = root.get_submodule(path)
+            shared = mod.get_parameter(attr) if shared is None else shared
+            if mod.get_parameter(attr) is not shared:
+                setattr(mod, attr, shared)
+            if own != self.shape:
+                set_shape(mod, attr, own, self.shape)
 
     def release(self, root: nn.Module) -> None:
         """Undo :meth:`make`: independent parameters from the current shared value, the priors set aside back."""
