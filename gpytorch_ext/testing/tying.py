@@ -55,15 +55,19 @@ class TyingBattery:
     # ------------------------------------------------------------------------------------------ the case
 
     def make_untied(self) -> nn.Module:
+        """The model with a separate parameter (and prior) per member, freshly built (the same on every call)."""
         raise NotImplementedError
 
     def tie(self, model: nn.Module) -> nn.Module:
+        """Tie ``model`` in place with :func:`~gpytorch_ext.equalize` and return it."""
         raise NotImplementedError
 
     def make_reference(self) -> nn.Module:
+        """The same model written by hand: one ``nn.Parameter`` (and one prior) where the tied model has a tie."""
         raise NotImplementedError
 
     def make_tied(self) -> nn.Module:
+        """:meth:`tie` of :meth:`make_untied`."""
         return self.tie(self.make_untied())
 
     def mll(self, model: nn.Module) -> gpytorch.mlls.MarginalLogLikelihood:
