@@ -75,3 +75,20 @@ def data(n: int = 12, batch_shape: torch.Size = NO_BATCH) -> tuple[torch.Tensor,
     y = torch.sin(3 * x[..., 0]) + torch.cos(2 * x[..., 1]) + 0.05 * torch.randn(*batch_shape, n, generator=generator)
     test_x = torch.rand(*batch_shape, 5, 2, generator=generator, dtype=torch.float64)
     return x, y.double(), test_x
+
+
+def rbf_without_prior(batch_shape: torch.Size = NO_BATCH, **kwargs) -> gpytorch.kernels.RBFKernel:
+    return gpytorch.kernels.RBFKernel(batch_shape=batch_shape, **kwargs)
+
+
+def two_gps(x, y, second_kernel=rbf) -> gpytorch.models.IndependentModelList:
+    """Two GPs on ``y`` and ``2 y``, each with its own kernel (lengthscales to be tied across the models)."""
+    return gpytorch.models.IndependentModelList(ExactGP(x, y, rbf()), ExactGP(x, 2 * y, second_kernel())).double()
+
+
+def two_gps_sharing(x, y) -> gpytorch.models.IndependentModelList:
+    """The reference: the second GP holds the first one's lengthscale parameter and no lengthscale prior."""
+    model = two_gps(x, y, rbf_without_prior)
+    first, second = (m.covar_module for m in model.models)
+    second.raw_lengthscale = first.raw_lengthscale
+    return model

@@ -10,9 +10,9 @@ import torch
 from gpytorch.priors import GammaPrior
 
 import gpytorch_ext.tying._equalize as equalize_module
+from gpytorch_ext.testing.tying import log_prior
 from gpytorch_ext.tying import equalize, tied, untie
 
-from ._battery import log_prior
 from ._models import ApproxGP, SharedSumKernel, SumKernel, data, rbf, shared_sum_gp, sum_gp
 
 TWO = r"covar_module\.k\d\.lengthscale"
@@ -137,6 +137,17 @@ def test_no_match_lists_candidates_and_twice_tied_refused():
         equalize(model, r"covar_module\.k2\.lengthscale|mean_module\.constant")
     with pytest.raises(ValueError, match="no pattern"):
         equalize(model, [])
+
+
+def test_dtypes_must_agree_and_a_module_reachable_twice_is_one_member():
+    with pytest.raises(ValueError, match=r"kernels\.0\.raw_lengthscale.*kernels\.1\.raw_lengthscale.*dtypes"):
+        equalize(rbf() + rbf().double(), r"kernels\.\d\.lengthscale")
+    k = rbf()
+    twice = k + k
+    priors = [n for n, *_ in twice.named_priors()]
+    equalize(twice, r"kernels\.\d\.lengthscale")
+    assert tied(twice) == [("kernels.0.raw_lengthscale",)]
+    assert [n for n, *_ in twice.named_priors()] == priors and type(k) is gpytorch.kernels.RBFKernel
 
 
 # --------------------------------------------------------------------------------------------- 5. priors
@@ -279,25 +290,6 @@ def test_pyro_nuts_one_site_per_group():
     torch.testing.assert_close(model.covar_module.k2.lengthscale, samples["covar_module.k1.lengthscale_prior"])
 
 
-@pytest.mark.slow
-def test_botorch_fit_gpytorch_mll_equals_reference():
-    botorch = pytest.importorskip("botorch")
-    x, y, _ = data()
-    fits = []
-    for kernel in (SumKernel(rbf(), rbf()), SharedSumKernel(rbf())):
-        model = botorch.models.SingleTaskGP(x, y.unsqueeze(-1), covar_module=kernel).double()
-        if isinstance(kernel, SumKernel):
-            equalize(model, TWO)
-        mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
-        botorch.fit.fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": 50}})
-        model.train()
-        lengthscale = next(v for n, v in model.named_parameters() if "lengthscale" in n)
-        fits.append((-mll(model(*model.train_inputs), model.train_targets).detach(), lengthscale.detach()))
-    assert fits[0][1].numel() == 1
-    torch.testing.assert_close(fits[0][0], fits[1][0], rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(fits[0][1], fits[1][1], rtol=1e-4, atol=1e-6)
-
-
 # --------------------------------------------------------------------------------------------- 7. untie, tied
 
 
@@ -320,11 +312,13 @@ def test_untie_restores_independent_parameters_and_priors():
 
 def test_untie_batch_restores_full_shape_and_class():
     k = rbf(torch.Size([3]), ard_num_dims=2)
-    cls = type(k)
+    cls, hooks = type(k), dict(k._load_state_dict_pre_hooks)
+    attributes = set(vars(k))
     equalize(k, "lengthscale")
     untie(k)
     assert type(k) is cls and k.raw_lengthscale.shape == (3, 1, 2) and k.raw_lengthscale.is_leaf
-    assert not k._state_dict_hooks and "to_random_module" not in k.__dict__
+    assert not k._state_dict_hooks and dict(k._load_state_dict_pre_hooks) == hooks
+    assert set(vars(k)) == attributes  # no hook handle, tie record or entry point left on the instance
 
 
 # --------------------------------------------------------------------------------------------- 8. docs
