@@ -3,6 +3,7 @@ one warning."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ from unittest import mock
 import gpytorch
 import pytest
 import torch
+from linear_operator.operators import LinearOperator
 
 from gpytorch_ext.kernels import keops as ext
 from gpytorch_ext.kernels.keops import _availability, _cache, _operator
@@ -79,40 +81,64 @@ def test_without_compiler_dense_mode_and_one_warning():
     assert len(msgs) == 1 and "no C++ compiler" in str(msgs[0].message)
 
 
-def test_formula_failing_to_compile_falls_back_to_dense_once():
+def test_formula_failing_to_compile_falls_back_to_dense_once(failing_formulas):
     k = randomize(ext.PeriodicKernel().double())
     x = torch.randn(25, 2, dtype=torch.float64)
     want = gpytorch.kernels.PeriodicKernel().double()
     want.load_state_dict(k.state_dict())
-    failing = mock.patch.object(_operator, "_keops_matmul", side_effect=RuntimeError("[KeOps] compilation failed"))
     with (
         _fresh_state(),
-        failing as spy,
+        failing_formulas(lambda formula: True) as binder,
         gpytorch.settings.max_cholesky_size(0),
         warnings.catch_warnings(record=True) as w,
     ):
         warnings.simplefilter("always")
         for _ in range(3):
             torch.testing.assert_close(k(x).to_dense(), want(x).to_dense())
-    assert spy.call_count == 1  # tried once, then dense mode for the process
+    assert binder.call_count == 1  # tried once, then dense mode for the process
     msgs = [m for m in w if issubclass(m.category, ext.KeOpsUnavailableWarning)]
-    assert len(msgs) == 1 and "compilation failed" in str(msgs[0].message)
+    assert len(msgs) == 1 and "compilation" in str(msgs[0].message)
+
+
+def test_an_error_outside_keops_is_raised_and_keeps_keops_on():
+    k = randomize(ext.RBFKernel().double())
+    x, rhs = torch.randn(25, 2, dtype=torch.float64), torch.randn(25, 1, dtype=torch.float64)
+    broken = mock.patch.object(LinearOperator, "_bilinear_derivative", side_effect=RuntimeError("a shape error"))
+    with _fresh_state(), broken, gpytorch.settings.max_cholesky_size(0), warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError, match="a shape error"):
+            _gradients(k, x, rhs)
+        assert _availability.keops_unavailable_reason() is None
+    assert not [m for m in w if issubclass(m.category, ext.KeOpsUnavailableWarning)]
 
 
 @pytest.fixture
-def gradient_formulas_fail_to_compile():
-    """KeOps compiles forward formulas as usual; every gradient formula fails to compile, as KeOps reports it."""
+def failing_formulas():
+    """``with failing_formulas(predicate) as spy:`` KeOps fails to compile every formula the predicate selects,
+    as KeOps reports it (from inside pykeops); the others compile as usual."""
     from pykeops.common import keops_io
 
     real = keops_io.keops_binder["cpp"]
 
-    def binder(*args, **kwargs):
-        formula = args[5]  # (tagCPUGPU, tag1D2D, tagHostDevice, use_ranges, device_id, formula, ...)
-        if "Grad" in formula:
-            raise ValueError(f"[KeOps] Error : compilation of {formula[:40]}... failed")
-        return real(*args, **kwargs)
+    @contextlib.contextmanager
+    def failing(predicate):
+        def binder(*args, **kwargs):
+            formula = args[5]  # (tagCPUGPU, tag1D2D, tagHostDevice, use_ranges, device_id, formula, ...)
+            if predicate(formula):
+                raise ValueError(f"[KeOps] Error : compilation of {formula[:40]}... failed")
+            return real(*args, **kwargs)
 
-    with mock.patch.dict(keops_io.keops_binder, {"cpp": binder}):
+        spy = mock.MagicMock(side_effect=binder)
+        with mock.patch.dict(keops_io.keops_binder, {"cpp": spy}):
+            yield spy
+
+    return failing
+
+
+@pytest.fixture
+def gradient_formulas_fail_to_compile(failing_formulas):
+    """KeOps compiles forward formulas as usual; every gradient formula fails to compile."""
+    with failing_formulas(lambda formula: "Grad" in formula):
         yield
 
 

@@ -21,6 +21,7 @@ This module imports only torch, linear_operator and gpytorch.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -45,15 +46,33 @@ KEOPS_ERRORS = (RuntimeError, OSError, ImportError, ValueError)
 _RHS_WIDTHS = (1, 2, 4, 8, 16, 32, 64)
 
 
+_KEOPS_SOURCE = re.compile(r"[/\\](pykeops|keopscore)[/\\]")
+
+
+def _raised_by_keops(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised from, was raised inside pykeops or keopscore."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        tb = exc.__traceback__
+        while tb is not None:
+            if _KEOPS_SOURCE.search(tb.tb_frame.f_code.co_filename):
+                return True
+            tb = tb.tb_next
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def keops_or_dense(keops: Callable[[], T], dense: Callable[[], T]) -> T:
     """``keops()``, or ``dense()`` after switching KeOps off (one warning) if a KeOps formula fails.
 
     A formula that another process is still writing to KeOps' cache is waited for, not taken for a failure.
+    An error raised outside KeOps (a shape error in linear_operator, say) is raised as it is.
     """
     try:
         return retrying(keops)
     except KEOPS_ERRORS as exc:
-        if keops_unavailable_reason() is not None:  # not a KeOps failure: KeOps was off already
+        if keops_unavailable_reason() is not None or not _raised_by_keops(exc):
             raise
         disable_keops(f"a KeOps formula failed: {type(exc).__name__}: {str(exc)[:120]}")
         return dense()
