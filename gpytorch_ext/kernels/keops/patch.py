@@ -12,7 +12,7 @@ It replaces
 - ``forward`` of :class:`gpytorch.kernels.ProductKernel`, which multiplies KeOps formula kernels as one formula
   also for ``x1 != x2`` (where it densified every factor) and keeps GPyTorch's behaviour for everything else;
 
-and adds the five new families to ``gpytorch.kernels.keops``.
+and adds the five new families and :class:`~._availability.KeOpsUnavailableWarning` to ``gpytorch.kernels.keops``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from torch import Tensor
 
 from gpytorch_ext._registry import Patch, Probe, Replacement
 
+from ._availability import KeOpsUnavailableWarning
 from ._forward import formula_forward
 from ._kernel import KeOpsKernel
 from .composition import fused_product
@@ -46,7 +47,7 @@ FAMILIES: dict[type, type[KeOpsKernel]] = {
     gkeops.PeriodicKernel: PeriodicKernel,
 }
 
-#: The families that the upstream patch adds to ``gpytorch.kernels.keops``.
+#: The families that the upstream patch adds to ``gpytorch.kernels.keops`` (with the warning class).
 NEW_FAMILIES = (RQKernel, CosineKernel, LinearKernel, PolynomialKernel, SpectralMixtureKernel)
 
 # GPyTorch's own ProductKernel.forward, as imported (before any patch)
@@ -79,6 +80,7 @@ def _replacements() -> list[Replacement]:
         Replacement(gkeops.KeOpsKernel, "__call__", _keops_call),
         Replacement(gpytorch.kernels.ProductKernel, "forward", _product_forward),
         *(Replacement(gkeops, cls.__name__, cls, create=True) for cls in NEW_FAMILIES),
+        Replacement(gkeops, "KeOpsUnavailableWarning", KeOpsUnavailableWarning, create=True),
     ]
 
 
