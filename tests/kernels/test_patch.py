@@ -23,7 +23,7 @@ from gpytorch_ext.testing.keops import keops_forbidden, keops_path_without_compi
 def _formula_operators() -> tuple[type, ...]:
     """Our formula operator, and GPyTorch's own where its source carries the repair (``--impl=source``)."""
     try:
-        from gpytorch.kernels.keops._formula import KeOpsFormulaOperator as SourceOperator
+        from gpytorch.kernels.keops._operator import KeOpsFormulaOperator as SourceOperator
     except ImportError:
         return (KeOpsFormulaOperator,)
     return (KeOpsFormulaOperator, SourceOperator)
