@@ -10,7 +10,7 @@ import pytest
 import torch
 from gpytorch.kernels import keops as gk
 
-from ._battery import real_keops
+from gpytorch_ext.testing.keops import real_keops
 
 pytestmark = pytest.mark.slow
 

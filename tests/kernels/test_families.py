@@ -1,7 +1,9 @@
 """Every KeOps kernel family: GPyTorch's own mixins (against the dense namesake) and our shared battery.
 
 The reference matrices below are written by hand from the textbook formulas and the kernels' parameter
-values, with explicit broadcasting (``x1[..., :, None, :] - x2[..., None, :, :]``).
+values, with explicit broadcasting (``x1[..., :, None, :] - x2[..., None, :, :]``). GPyTorch's own KeOps classes
+that the ``keops-kernels`` patch repairs run through the structure battery, with the upstream defect. Every
+battery case also has a CUDA copy, skipped where no GPU is present.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from gpytorch.test.base_keops_test_case import BaseKeOpsTestCase
 from gpytorch.test.base_kernel_test_case import BaseKernelTestCase
 
 from gpytorch_ext.kernels import keops as ext
-
-from ._battery import KeOpsFamilyBattery
+from gpytorch_ext.testing.keops import KeOpsFamilyBattery, PatchedStructureBattery, on_every_device
 
 
 def _diff(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
@@ -61,6 +62,14 @@ def _polynomial(k, x1, x2):
     return ((x1[..., :, None, :] * x2[..., None, :, :]).sum(-1) + offset) ** k.power
 
 
+def _polynomial_by_dimension(k, x1, x2):
+    """``... x D x N x M``: the polynomial kernel of each input column (GPyTorch's dense PolynomialKernel adds its
+    ``*batch x 1 x 1`` offset to the ``*batch x D x N x M`` products, which does not broadcast for a batch)."""
+    offset = k.offset[..., None, None]  # *batch x 1 x 1 x 1
+    prods = x1.transpose(-1, -2)[..., :, :, None] * x2.transpose(-1, -2)[..., :, None, :]
+    return (prods + offset) ** k.power
+
+
 def _spectral_mixture(k, x1, x2):
     tau = _diff(x1, x2)[..., None, :, :, :]  # ... x 1 x N x M x D
     w = k.mixture_weights[..., :, None, None, None]  # *batch x Q x 1 x 1 x 1
@@ -92,18 +101,21 @@ FAMILIES = [
 ]
 
 
+#: hand-built ``last_dim_is_batch`` references where GPyTorch's dense twin is wrong
+BY_DIMENSION = {"Polynomial": _polynomial_by_dimension}
+
+
 def _battery_case(name, ours, dense, kwargs, ard, reference):
-    return type(
-        f"Test{name}Battery",
-        (KeOpsFamilyBattery, unittest.TestCase),
-        {
-            "kernel_class": ours,
-            "dense_class": dense,
-            "kwargs": kwargs,
-            "ard": ard,
-            "reference": lambda self, k, x1, x2: reference(k, x1, x2),
-        },
-    )
+    attrs = {
+        "kernel_class": ours,
+        "dense_class": dense,
+        "kwargs": kwargs,
+        "ard": ard,
+        "reference": lambda self, k, x1, x2: reference(k, x1, x2),
+    }
+    if name in BY_DIMENSION:
+        attrs["reference_by_dimension"] = lambda self, k, x1, x2: BY_DIMENSION[name](k, x1, x2)
+    return on_every_device(type(f"Test{name}Battery", (KeOpsFamilyBattery, unittest.TestCase), attrs))
 
 
 def _keops_mixin_case(name, ours, dense, kwargs, ard, reference):
@@ -120,7 +132,11 @@ def _keops_mixin_case(name, ours, dense, kwargs, ard, reference):
         # Compare in float64 instead.
         attrs["setUp"] = _float64_set_up
         attrs["tearDown"] = _float64_tear_down
-    return type(f"Test{name}GPyTorchKeOpsMixin", (BaseKeOpsTestCase, unittest.TestCase), attrs)
+    return {
+        f"Test{name}GPyTorchKeOpsMixin": type(
+            f"Test{name}GPyTorchKeOpsMixin", (BaseKeOpsTestCase, unittest.TestCase), attrs
+        )
+    }
 
 
 def _float64_set_up(self):
@@ -171,7 +187,11 @@ def _kernel_mixin_case(name, ours, dense, kwargs, ard, reference):
         # columns with one on the selected columns, so give the reference kernel the selected column count
         attrs["test_active_dims_list"] = lambda self: _sm_active_dims(self, [0, 2, 4, 6])
         attrs["test_active_dims_range"] = lambda self: _sm_active_dims(self, list(range(3, 9)))
-    return type(f"Test{name}GPyTorchKernelMixin", (BaseKernelTestCase, unittest.TestCase), attrs)
+    return {
+        f"Test{name}GPyTorchKernelMixin": type(
+            f"Test{name}GPyTorchKernelMixin", (BaseKernelTestCase, unittest.TestCase), attrs
+        )
+    }
 
 
 def _sm_active_dims(case, dims):
@@ -200,8 +220,24 @@ def randomize_same(kernel, seed):
     return kernel
 
 
+# GPyTorch's own KeOps classes, repaired by the keops-kernels patch: (name, class, dense twin, kwargs)
+PATCHED = [
+    ("RBF", gpytorch.kernels.keops.RBFKernel, gpytorch.kernels.RBFKernel, {}),
+    ("Matern", gpytorch.kernels.keops.MaternKernel, gpytorch.kernels.MaternKernel, {"nu": 2.5}),
+    ("Periodic", gpytorch.kernels.keops.PeriodicKernel, gpytorch.kernels.PeriodicKernel, {}),
+]
+
+
+def _patched_case(name, keops_class, dense, kwargs):
+    attrs = {"kernel_class": keops_class, "dense_class": dense, "kwargs": kwargs, "patch_name": "keops-kernels"}
+    return on_every_device(
+        type(f"TestGPyTorch{name}StructureBattery", (PatchedStructureBattery, unittest.TestCase), attrs)
+    )
+
+
 for _family in FAMILIES:
     for _factory in (_battery_case, _keops_mixin_case, _kernel_mixin_case):
-        _case = _factory(*_family)
-        globals()[_case.__name__] = _case
-del _family, _factory, _case
+        globals().update(_factory(*_family))
+for _patched in PATCHED:
+    globals().update(_patched_case(*_patched))
+del _family, _factory, _patched

@@ -16,14 +16,14 @@ from linear_operator.operators import LinearOperator, MulLinearOperator
 
 from gpytorch_ext.kernels import keops as ext
 from gpytorch_ext.kernels.keops import KeOpsFormulaOperator
-
-from ._battery import keops_forbidden, keops_path_without_compiling, randomize, real_keops
+from gpytorch_ext.testing import PatchTestCase
+from gpytorch_ext.testing.keops import keops_forbidden, keops_path_without_compiling, randomize, real_keops
 
 
 def _formula_operators() -> tuple[type, ...]:
     """Our formula operator, and GPyTorch's own where its source carries the repair (``--impl=source``)."""
     try:
-        from gpytorch.kernels.keops._formula import KeOpsFormulaOperator as SourceOperator
+        from gpytorch.kernels.keops._operator import KeOpsFormulaOperator as SourceOperator
     except ImportError:
         return (KeOpsFormulaOperator,)
     return (KeOpsFormulaOperator, SourceOperator)
@@ -173,14 +173,10 @@ def test_unfusable_composites_keep_gpytorch_behaviour():
     torch.testing.assert_close(composite(x, diag=True), reference(x).to_dense().diagonal())
 
 
-def test_self_check_reproduces_and_repairs(impl):
-    if impl == "source":
-        pytest.skip("the self-check reverts and applies the run-time patch")
-    from gpytorch_ext.kernels.keops.patch import PATCH
-
-    result = PATCH.self_check()
-    assert result.reproduced and result.passed, result
-    assert "TypeError" in result.upstream and "ok" in result.patched
+class TestKeOpsKernelsPatch(PatchTestCase):
+    patch_name = "keops-kernels"
+    upstream_summary = "diag at max_cholesky_size(0): TypeError"
+    patched_summary = "diag at max_cholesky_size(0): ok"
 
 
 def test_patch_keeps_public_interface():

@@ -23,7 +23,14 @@ VENDORED_DIR = "gpytorch/kernels/keops/"
 
 #: package module -> vendored file in GPyTorch's ``gpytorch/kernels/keops/``
 VENDORED = {
-    "base.py": "_formula.py",
+    "_availability.py": "_availability.py",
+    "_vectors.py": "_vectors.py",
+    "_nodes.py": "_nodes.py",
+    "_formula.py": "_formula.py",
+    "_cache.py": "_cache.py",
+    "_operator.py": "_operator.py",
+    "_forward.py": "_forward.py",
+    "_kernel.py": "_kernel.py",
     "composition.py": "_composition.py",
     "rbf.py": "_rbf.py",
     "matern.py": "_matern.py",

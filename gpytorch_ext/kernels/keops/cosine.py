@@ -13,7 +13,8 @@ from typing import Any
 from gpytorch.kernels.cosine_kernel import CosineKernel as GCosineKernel
 from torch import Tensor
 
-from .base import KeOpsKernel, vsum
+from ._kernel import KeOpsKernel
+from ._vectors import vsum
 
 
 class CosineKernel(KeOpsKernel, GCosineKernel):

@@ -12,7 +12,8 @@ from typing import Any
 from gpytorch.kernels.linear_kernel import LinearKernel as GLinearKernel
 from torch import Tensor
 
-from .base import KeOpsKernel, vsum
+from ._kernel import KeOpsKernel
+from ._vectors import vsum
 
 
 class LinearKernel(KeOpsKernel, GLinearKernel):

@@ -16,7 +16,8 @@ from gpytorch.kernels.keops.matern_kernel import MaternKernel as KeOpsMaternKern
 from gpytorch.kernels.matern_kernel import MaternKernel as GMaternKernel
 from torch import Tensor
 
-from .base import UPSTREAM_IMPLS, KeOpsKernel, vsum
+from ._kernel import KeOpsKernel
+from ._vectors import vsum
 
 
 class MaternKernel(KeOpsKernel, KeOpsMaternKernel, GMaternKernel):
@@ -41,6 +42,3 @@ class MaternKernel(KeOpsKernel, KeOpsMaternKernel, GMaternKernel):
         if nu == 1.5:
             return (d * math.sqrt(3) + 1) * decay
         return (d * math.sqrt(5) + sq * (5.0 / 3.0) + 1) * decay
-
-
-UPSTREAM_IMPLS[KeOpsMaternKernel] = MaternKernel

@@ -13,13 +13,16 @@ from typing import Any
 from gpytorch.kernels.keops.periodic_kernel import PeriodicKernel as KeOpsPeriodicKernel
 from torch import Tensor
 
-from .base import UPSTREAM_IMPLS, KeOpsKernel, vsum
+from ._kernel import KeOpsKernel
+from ._vectors import vsum
 
 
 class PeriodicKernel(KeOpsKernel, KeOpsPeriodicKernel):
     """Drop-in for :class:`gpytorch.kernels.keops.PeriodicKernel` (and :class:`gpytorch.kernels.PeriodicKernel`)
     with an O(N) diagonal and fused sums/products. Same arguments, parameters, constraints and priors.
     """
+
+    _dimension_params = frozenset({"lengthscale"})
 
     def _prepare(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         scale = self.period_length / math.pi
@@ -28,6 +31,3 @@ class PeriodicKernel(KeOpsKernel, KeOpsPeriodicKernel):
     @staticmethod
     def _term(x1: Any, x2: Any, lengthscale: Any) -> Any:
         return (vsum((x1 - x2).sin() ** 2 / lengthscale) * -2).exp()
-
-
-UPSTREAM_IMPLS[KeOpsPeriodicKernel] = PeriodicKernel

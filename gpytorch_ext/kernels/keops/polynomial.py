@@ -12,7 +12,8 @@ from typing import Any
 from gpytorch.kernels.polynomial_kernel import PolynomialKernel as GPolynomialKernel
 from torch import Tensor
 
-from .base import KeOpsKernel, vsum
+from ._kernel import KeOpsKernel
+from ._vectors import vsum
 
 
 class PolynomialKernel(KeOpsKernel, GPolynomialKernel):

@@ -13,7 +13,8 @@ from gpytorch.kernels.keops.rbf_kernel import RBFKernel as KeOpsRBFKernel
 from gpytorch.kernels.rbf_kernel import RBFKernel as GRBFKernel
 from torch import Tensor
 
-from .base import UPSTREAM_IMPLS, KeOpsKernel, vsum
+from ._kernel import KeOpsKernel
+from ._vectors import vsum
 
 
 class RBFKernel(KeOpsKernel, KeOpsRBFKernel, GRBFKernel):
@@ -27,6 +28,3 @@ class RBFKernel(KeOpsKernel, KeOpsRBFKernel, GRBFKernel):
     @staticmethod
     def _term(x1: Any, x2: Any) -> Any:
         return (-vsum((x1 - x2) ** 2) / 2).exp()
-
-
-UPSTREAM_IMPLS[KeOpsRBFKernel] = RBFKernel

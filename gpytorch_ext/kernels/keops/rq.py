@@ -13,7 +13,8 @@ from typing import Any
 from gpytorch.kernels.rq_kernel import RQKernel as GRQKernel
 from torch import Tensor
 
-from .base import KeOpsKernel, vsum
+from ._kernel import KeOpsKernel
+from ._vectors import vsum
 
 
 class RQKernel(KeOpsKernel, GRQKernel):

@@ -17,11 +17,14 @@ from typing import Any
 from gpytorch.kernels.spectral_mixture_kernel import SpectralMixtureKernel as GSpectralMixtureKernel
 from torch import Tensor
 
-from .base import KeOpsKernel, cols, vdim
+from ._kernel import KeOpsKernel
+from ._vectors import cols, vdim
 
 
 class SpectralMixtureKernel(KeOpsKernel, GSpectralMixtureKernel):
     """KeOps drop-in for :class:`gpytorch.kernels.SpectralMixtureKernel`: same arguments and parameters."""
+
+    _dimension_params = frozenset({"scales", "means"})
 
     def _prepare(self, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         if x1.size(-1) != self.ard_num_dims:
