@@ -369,19 +369,21 @@ def check_constraint_registered(module: Module, parameter: str) -> None:
 
 
 class _UnenforcedGuard:
-    """A prior seen through ``named_priors`` whose parameter's constraint is not enforced (``transform=None``).
+    """A prior seen through ``named_priors`` whose module's tree holds unenforced (``transform=None``) constraints.
 
-    ``log_prob`` is the prior's own while the value is inside the constraint's interval; outside, the term is
-    ``-inf`` and a :class:`PriorConstraintWarning` names the parameter. Every other attribute is the prior's.
+    ``log_prob`` is the prior's own while the value lies inside the intervals of those constraints (the common
+    case costs one comparison per constraint). Otherwise the prior's parameter is resolved: if its constraint is
+    one of them and the value lies outside it, the term is ``-inf`` and a :class:`PriorConstraintWarning` names
+    the parameter. Every other attribute is the prior's.
     """
 
-    __slots__ = ("_prior", "_constraint", "_parameter", "_owner")
+    __slots__ = ("_prior", "_module", "_name", "_constraints")
 
-    def __init__(self, prior, constraint: Interval, parameter: str, owner: str) -> None:
+    def __init__(self, prior, module: Module, name: str, constraints: list[Interval]) -> None:
         self._prior = prior
-        self._constraint = constraint
-        self._parameter = parameter
-        self._owner = owner
+        self._module = module
+        self._name = name
+        self._constraints = constraints
 
     def __getattr__(self, name: str):
         return getattr(self._prior, name)
@@ -391,15 +393,21 @@ class _UnenforcedGuard:
 
     def log_prob(self, value: Tensor) -> Tensor:
         log_p = self._prior.log_prob(value)
-        lo, hi = constraint_bounds(self._constraint)
-        outside = (value < lo) | (value > hi) | torch.isnan(value)
+        if not any(bool(_outside(value, c).any()) for c in self._constraints):
+            return log_p
+        prefix, _, prior_name = self._name.rpartition(".")
+        site = resolve(self._module, prior_name, prefix)
+        constraint = site.constraint
+        if constraint is None or constraint.enforced:
+            return log_p
+        outside = _outside(value, constraint)
         if not bool(outside.any()):
             return log_p
         warn(
-            f"parameter {self._parameter!r} ({self._owner}) left the interval {format_interval(lo, hi)} of its "
-            f"constraint {self._constraint!r}, which is not enforced (transform=None); its prior term "
-            f"{describe_prior(self._prior)} is -inf there. Keep the value inside (e.g. optimiser bounds) or use an "
-            f"enforced constraint."
+            f"parameter {site.full_parameter_name!r} ({type(site.owner).__name__}) left the interval "
+            f"{format_interval(*constraint_bounds(constraint))} of its constraint {constraint!r}, which is not "
+            f"enforced (transform=None); its prior term {describe_prior(self._prior)} is -inf there. Keep the value "
+            f"inside (e.g. optimiser bounds) or use an enforced constraint."
         )
         while outside.dim() > log_p.dim():
             outside = outside.any(-1)
@@ -407,23 +415,29 @@ class _UnenforcedGuard:
         return torch.where(outside, torch.full_like(log_p, -math.inf), log_p)
 
 
-def _has_unenforced(module: torch.nn.Module) -> bool:
-    return any(
-        constraint is not None and not constraint.enforced
-        for m in module.modules()
-        if isinstance(m, Module)
-        for constraint in m._constraints.values()
-    )
+def _outside(value: Tensor, constraint: Interval) -> Tensor:
+    lo, hi = constraint_bounds(constraint)
+    try:
+        return (value < lo) | (value > hi) | torch.isnan(value)
+    except RuntimeError:  # bounds of another parameter's shape: not this value's constraint
+        return torch.zeros((), dtype=torch.bool)
 
 
 def guard_priors(root: torch.nn.Module, named_priors: Iterable[tuple]) -> Iterator[tuple]:
-    """``named_priors`` entries of ``root``, each prior on a parameter with an unenforced constraint guarded."""
-    if not _has_unenforced(root):
+    """``named_priors`` entries of ``root``; a prior whose module's tree holds an unenforced constraint is guarded."""
+    unenforced = [
+        (path, constraint)
+        for path, m in root.named_modules()
+        if isinstance(m, Module)
+        for constraint in m._constraints.values()
+        if constraint is not None and not constraint.enforced
+    ]
+    if not unenforced:
         yield from named_priors
         return
     for name, module, prior, closure, setting_closure in named_priors:
-        site = resolve(module, name.rpartition(".")[2])
-        if site.constraint is not None and not site.constraint.enforced and site.prior is prior:
-            parameter = _join(name.rpartition(".")[0], site.parameter_name)
-            prior = _UnenforcedGuard(prior, site.constraint, parameter, type(site.owner).__name__)
+        prefix = name.rpartition(".")[0]
+        below = [c for path, c in unenforced if not prefix or path == prefix or path.startswith(prefix + ".")]
+        if below:
+            prior = _UnenforcedGuard(prior, module, name, below)
         yield name, module, prior, closure, setting_closure

@@ -97,7 +97,7 @@ def _probe() -> Probe:
     import gpytorch
 
     with torch.random.fork_rng(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", PriorConstraintWarning)
+        warnings.simplefilter("ignore")  # the mismatch warning (of this package, or of a patched GPyTorch)
         torch.manual_seed(0)
         lik = gpytorch.likelihoods.GaussianLikelihood(
             noise_prior=gpytorch.priors.GammaPrior(0.5, 2.0), batch_shape=torch.Size([_PROBE_BATCH])
