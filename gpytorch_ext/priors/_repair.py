@@ -184,7 +184,7 @@ def _sampler(site: PriorSite, shape: torch.Size) -> tuple:
         if (key is None or _PLANS.get(key, True) is not None) and site.constraint is not None:
             # a prior on the constrained value, not known to lie inside the constraint
             owner = type(site.owner or site.module).__name__.removeprefix("_Random")  # a Pyro copy's class
-            plan = _truncation_plan(site.prior, constraint, shape, f"{site.full_parameter_name}' ({owner}", key)
+            plan = _truncation_plan(site.prior, constraint, shape, f"{site.parameter_name}' ({owner}", key)
             if plan is not None:
                 return plan
     return _elementwise(site.prior, shape), None, None
@@ -404,7 +404,7 @@ class _UnenforcedGuard:
         if not bool(outside.any()):
             return log_p
         warn(
-            f"parameter {site.full_parameter_name!r} ({type(site.owner).__name__}) left the interval "
+            f"parameter {site.parameter_name!r} ({type(site.owner).__name__}) left the interval "
             f"{format_interval(*constraint_bounds(constraint))} of its constraint {constraint!r}, which is not "
             f"enforced (transform=None); its prior term {describe_prior(self._prior)} is -inf there. Keep the value "
             f"inside (e.g. optimiser bounds) or use an enforced constraint."
@@ -423,8 +423,29 @@ def _outside(value: Tensor, constraint: Interval) -> Tensor:
         return torch.zeros((), dtype=torch.bool)
 
 
+def _unenforced_in(module: torch.nn.Module) -> bool:
+    constraints = module.__dict__.get("_constraints")  # a GPyTorch Module's; read without nn.Module.__getattr__
+    return bool(constraints) and any(c is not None and not c.enforced for c in constraints.values())
+
+
+def _any_unenforced(root: torch.nn.Module) -> bool:
+    stack, seen = [root], set()
+    while stack:
+        module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        if _unenforced_in(module):
+            return True
+        stack.extend(child for child in module._modules.values() if child is not None)
+    return False
+
+
 def guard_priors(root: torch.nn.Module, named_priors: Iterable[tuple]) -> Iterator[tuple]:
     """``named_priors`` entries of ``root``; a prior whose module's tree holds an unenforced constraint is guarded."""
+    if not _any_unenforced(root):
+        yield from named_priors  # the common case: every constraint enforced
+        return
     unenforced = [
         (path, constraint)
         for path, m in root.named_modules()
@@ -432,9 +453,6 @@ def guard_priors(root: torch.nn.Module, named_priors: Iterable[tuple]) -> Iterat
         for constraint in m._constraints.values()
         if constraint is not None and not constraint.enforced
     ]
-    if not unenforced:
-        yield from named_priors
-        return
     for name, module, prior, closure, setting_closure in named_priors:
         prefix = name.rpartition(".")[0]
         below = [c for path, c in unenforced if not prefix or path == prefix or path.startswith(prefix + ".")]

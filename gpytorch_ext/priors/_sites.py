@@ -18,7 +18,7 @@ two names sharing one ``nn.Parameter`` and one prior object contribute once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableSet
+from collections.abc import Callable, Iterable, Iterator, MutableSet
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -27,7 +27,7 @@ from gpytorch.constraints import Interval
 from gpytorch.module import Module
 from torch import Tensor
 
-__all__ = ["PriorSite", "entries", "resolve", "unique_sites"]
+__all__ = ["PriorSite", "entries", "parameter_registry", "resolve", "unique_sites"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,7 +42,8 @@ class PriorSite:
     :param setting_closure: sets that value (``None`` when none was given).
     :param shape: the shape of the closure's value (``None`` when the closure could not be evaluated).
     :param parameter: the one leaf tensor the closure's value depends on, or ``None`` (none, or several).
-    :param parameter_name: its dotted name relative to ``module`` (``None`` when it is not a parameter there).
+    :param parameter_name: its dotted name in the tree the site was found in, e.g.
+        ``"likelihood.noise_covar.raw_noise"`` (``None`` when it is not a parameter of that tree).
     :param owner: the module that registers the parameter, and :attr:`attribute` its name there.
     :param parameter_constraint: the parameter's constraint, if it has one (whatever the closure computes from it).
     :param value: the closure's value (detached), kept to confirm :attr:`constraint` when it is asked for.
@@ -82,11 +83,6 @@ class PriorSite:
     def prefix(self) -> str:
         """The name of :attr:`module` in the tree (``""`` for the root)."""
         return self.name[: len(self.name) - len(self.prior_name)].rstrip(".")
-
-    @property
-    def full_parameter_name(self) -> str | None:
-        """The parameter's name in the tree, e.g. ``"likelihood.noise_covar.raw_noise"`` (``None`` if unknown)."""
-        return None if self.parameter_name is None else _join(self.prefix, self.parameter_name)
 
     @property
     def key(self) -> tuple:
@@ -158,13 +154,21 @@ def _dependencies(module: Module, closure: Callable) -> tuple[Tensor, list[Tenso
             p.requires_grad_(False)
 
 
-def _registered(module: torch.nn.Module, tensor: Tensor) -> tuple[str, torch.nn.Module, str] | None:
-    """``(dotted name, owner, attribute)`` of ``tensor`` as a parameter of ``module``'s tree, or ``None``."""
-    for path, owner in module.named_modules():
+Registry = dict[int, tuple[str, torch.nn.Module, str]]
+
+
+def parameter_registry(module: torch.nn.Module, prefix: str = "") -> Registry:
+    """``{id(parameter): (dotted name, owner, attribute)}`` for every parameter of ``module``'s tree (first path)."""
+    return _registry_of(module.named_modules(prefix=prefix))
+
+
+def _registry_of(named_modules: Iterable[tuple[str, torch.nn.Module]]) -> Registry:
+    registry: Registry = {}
+    for path, owner in named_modules:
         for attribute, parameter in owner._parameters.items():
-            if parameter is tensor:
-                return _join(path, attribute), owner, attribute
-    return None
+            if parameter is not None and id(parameter) not in registry:
+                registry[id(parameter)] = (_join(path, attribute), owner, attribute)
+    return registry
 
 
 def _is_constrained_value(value: Tensor, constraint: Interval, parameter: Tensor) -> bool:
@@ -181,13 +185,15 @@ def _is_constrained_value(value: Tensor, constraint: Interval, parameter: Tensor
         return torch.equal(value.detach(), want)
 
 
-def resolve(module: Module, prior_name: str, prefix: str = "") -> PriorSite:
+def resolve(module: Module, prior_name: str, prefix: str = "", registry: Registry | None = None) -> PriorSite:
     """The :class:`PriorSite` of the prior ``prior_name`` registered on ``module``.
 
     The closure is evaluated once (with autograd on, whatever the caller's grad mode). A closure that raises
     gives a site without shape or parameter.
 
     :param prefix: ``module``'s own name in the tree, for :attr:`PriorSite.name`.
+    :param registry: the :func:`parameter_registry` of the tree to look the parameter up in (default: of
+        ``module``'s own tree).
     """
     prior, closure, setting_closure = module._priors[prior_name]
     site = dict(
@@ -207,7 +213,7 @@ def resolve(module: Module, prior_name: str, prefix: str = "") -> PriorSite:
     if len(found) != 1:
         return PriorSite(**site)
     site["parameter"] = parameter = found[0]
-    registered = _registered(module, parameter)
+    registered = (parameter_registry(module, prefix) if registry is None else registry).get(id(parameter))
     if registered is None:
         return PriorSite(**site)
     site["parameter_name"], owner, attribute = registered
@@ -219,7 +225,9 @@ def resolve(module: Module, prior_name: str, prefix: str = "") -> PriorSite:
 
 
 def unique_sites(module: torch.nn.Module, prefix: str = "", memo: MutableSet | None = None) -> list[PriorSite]:
-    """Every prior of ``module``'s tree once per (parameter, prior), resolved, in GPyTorch's order.
+    """Every prior of ``module``'s tree once per (parameter, prior), resolved, in GPyTorch's order (a module's own
+    priors in registration order, then its children's, depth first; a module reachable on two paths is visited on
+    the first, which names its sites).
 
     Every site is resolved before the caller changes anything, so that setting one parameter cannot hide
     another site's parameter.
@@ -228,14 +236,17 @@ def unique_sites(module: torch.nn.Module, prefix: str = "", memo: MutableSet | N
         convention) is in it is skipped; the keys of the sites returned are added to it.
     """
     memo = set() if memo is None else memo
-    seen: set[tuple[int, str]] = set()
+    modules = list(module.named_modules(prefix=prefix))
+    registry = _registry_of(modules)
     sites = []
-    for owner_prefix, owner, prior_name in entries(module, prefix):
-        if (id(owner), prior_name) in seen or owner._priors[prior_name][0] in memo:
-            continue  # a module reachable on two paths: the same priors on the same parameters
-        seen.add((id(owner), prior_name))
-        site = resolve(owner, prior_name, owner_prefix)
-        if site.key not in memo:
-            memo.add(site.key)
-            sites.append(site)
+    for path, owner in modules:
+        if not isinstance(owner, Module):
+            continue
+        for prior_name, (prior, _, _) in owner._priors.items():
+            if prior is None or prior in memo:
+                continue
+            site = resolve(owner, prior_name, path, registry)
+            if site.key not in memo:
+                memo.add(site.key)
+                sites.append(site)
     return sites

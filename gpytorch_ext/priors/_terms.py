@@ -70,10 +70,10 @@ def _model_batch_shape(model: torch.nn.Module) -> torch.Size | None:
 
 
 def _fits(shape: torch.Size, data_shape: torch.Size) -> bool:
-    try:
-        return torch.broadcast_shapes(shape, data_shape) == data_shape
-    except RuntimeError:
+    """Whether ``shape`` broadcasts into ``data_shape`` (aligned on the right, as torch aligns)."""
+    if len(shape) > len(data_shape):
         return False
+    return all(s == 1 or s == d for s, d in zip(reversed(shape), reversed(data_shape)))
 
 
 def prior_term(log_prob: Tensor, data_shape: torch.Size, batch_shape: torch.Size | None, name: str = "") -> Tensor:
@@ -90,6 +90,8 @@ def prior_term(log_prob: Tensor, data_shape: torch.Size, batch_shape: torch.Size
     :raises ValueError: naming the prior and both shapes when the term cannot be lined up with the data term.
     """
     n = len(data_shape)
+    if n == 0:  # one objective: every element of every term adds to it, exactly as GPyTorch sums them
+        return log_prob.reshape(-1).sum(dim=-1)
     k = n
     if batch_shape is not None and len(batch_shape) < n and log_prob.shape[: len(batch_shape)] == batch_shape:
         k = len(batch_shape)

@@ -83,7 +83,7 @@ def align(module: torch.nn.Module, how: Literal["truncate", "relax"] = "truncate
             lo_c, hi_c = constraint_bounds(site.constraint)
             lo, hi = torch.minimum(lo_c, s_lo.to(lo_c)), torch.maximum(hi_c, s_hi.to(hi_c))
             if not (bool(torch.isfinite(lo).all()) or bool(torch.isfinite(hi).all())):
-                impossible.append(site.full_parameter_name)
+                impossible.append(site.parameter_name)
         if impossible:
             raise ValueError(
                 f"align(how='relax') cannot relax the constraints of {', '.join(impossible)} to the whole real line "
@@ -92,7 +92,7 @@ def align(module: torch.nn.Module, how: Literal["truncate", "relax"] = "truncate
 
     changes: list[Change] = []
     for site in todo:
-        parameter = site.full_parameter_name
+        parameter = site.parameter_name
         lo_c, hi_c = constraint_bounds(site.constraint)
         if how == "truncate":
             new_prior = TruncatedPrior(site.prior, lo_c.clone(), hi_c.clone())

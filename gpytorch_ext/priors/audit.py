@@ -115,7 +115,7 @@ def audit(module: torch.nn.Module) -> list[Finding]:
     findings: list[Finding] = []
     covered: set[str] = set()
     for site in constrained_sites(module):
-        parameter = site.full_parameter_name
+        parameter = site.parameter_name
         covered.add(parameter)
         kinds, support, mass = _compare(site.prior, site.constraint)
         if kinds:

@@ -99,7 +99,7 @@ def test_a_module_reachable_twice_is_one_site():
     sites = unique_sites(model)
     assert [s.name for s in sites] == ["covar_module.kernels.0.lengthscale_prior"]
     assert sites[0].parameter is rbf.raw_lengthscale
-    assert sites[0].full_parameter_name == "covar_module.kernels.0.raw_lengthscale"
+    assert sites[0].parameter_name == "covar_module.kernels.0.raw_lengthscale"
 
 
 @pytest.mark.parametrize("shared", [True, False])
@@ -127,7 +127,7 @@ def test_one_prior_object_on_one_hand_shared_parameter_is_one_site_two_priors_ar
 def test_the_tutorial_model_resolves_every_prior_to_its_parameter():
     model = fully_bayesian_model()
     by_name = {s.name: s for s in unique_sites(model)}
-    assert {name: s.full_parameter_name for name, s in by_name.items()} == {
+    assert {name: s.parameter_name for name, s in by_name.items()} == {
         "likelihood.noise_prior": "likelihood.noise_covar.raw_noise",
         "mean_module.mean_prior": "mean_module.raw_constant",
         "covar_module.outputscale_prior": "covar_module.raw_outputscale",
