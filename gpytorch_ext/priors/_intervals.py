@@ -1,52 +1,43 @@
-"""Intervals of prior supports and GPyTorch constraints, and which constraint a prior's value lives under.
+"""Intervals of prior supports and GPyTorch constraints: whether a prior fits its constraint, and the warning.
 
 Private and self-contained (imports only torch and gpytorch) so that it can be vendored into GPyTorch.
 
-GPyTorch's convention: a prior registered as ``X_prior`` evaluates the constrained value ``X``, which is
-``raw_X_constraint.transform(raw_X)``. A prior registered by parameter name evaluates that attribute. The
-helpers below recover the (raw parameter, constraint) pair a prior's value lives under, and confirm a
-by-name guess by evaluating the prior's closure, so a prior on some other function of a parameter (for
-example ``log(lengthscale)``) is never mistaken for a prior on the parameter itself.
+:func:`compare` is the one place that decides how a univariate prior's support and a constraint's interval
+relate; auditing, aligning, sampling and the registration warnings all ask it.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import warnings
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from gpytorch.constraints import Interval
 from torch import Tensor
 from torch.distributions import constraints as tc
 
+from ._settings import prior_constraint_warning_threshold
+
 __all__ = [
+    "Fit",
     "PriorConstraintWarning",
-    "Target",
+    "compare",
     "constraint_bounds",
     "describe_prior",
     "excluded_mass",
-    "find_target",
     "format_interval",
     "format_mass",
+    "prior_interval",
     "support_bounds",
+    "warn",
+    "warns_about_mass",
 ]
 
 
 class PriorConstraintWarning(UserWarning):
     """A prior puts mass where its parameter's constraint cannot go, or a parameter left its constraint."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """The parameter a prior's value lives on.
-
-    :param parameter: name of the raw parameter in the prior's module (e.g. ``"raw_noise"``).
-    :param constraint: the parameter's constraint; the prior evaluates values inside its interval.
-    """
-
-    parameter: str
-    constraint: Interval
 
 
 _PRIOR_FIELDS = ("concentration", "rate", "loc", "scale", "low", "high", "df", "a", "b", "sigma", "lower", "upper")
@@ -195,67 +186,76 @@ def describe_prior(prior) -> str:
     return f"{type(prior).__name__}(" + ", ".join(f"{n}={v}" for n, v in fields) + ")"
 
 
-# --- which parameter a prior lives on ----------------------------------------------------------------
+# --- how a prior's support and a constraint's interval relate ------------------------------------------
 
 
-def _string_parameter(closure) -> str | None:
-    """The parameter name of a prior registered by name (GPyTorch wraps it in a ``closure_new`` closure)."""
-    code = getattr(closure, "__code__", None)
-    cells = getattr(closure, "__closure__", None)
-    if code is None or not cells or code.co_freevars != ("param",):
-        return None
-    if not getattr(closure, "__qualname__", "").endswith("register_prior.<locals>.closure_new"):
-        return None
-    value = cells[0].cell_contents
-    return value if isinstance(value, str) else None
+class Fit(NamedTuple):
+    """How a univariate prior's support relates to a constraint's interval (elementwise over batches).
 
-
-def _candidates(module, prior_name: str, closure) -> list[tuple[str, bool]]:
-    """Candidate ``(raw parameter, needs confirmation)`` pairs for a prior, from GPyTorch's naming convention."""
-    constraints_ = getattr(module, "_constraints", {})
-    param = _string_parameter(closure)
-    if param is not None:
-        if param in getattr(module, "_parameters", {}):
-            # the prior evaluates the raw tensor itself: that is the parameter's value only when the
-            # constraint does not transform it
-            c = constraints_.get(f"{param}_constraint")
-            return [(param, False)] if c is not None and not c.enforced else []
-        return [(f"raw_{param}", False)] if f"raw_{param}_constraint" in constraints_ else []
-    if not prior_name.endswith("_prior"):
-        return []
-    stem = prior_name[: -len("_prior")]
-    out = []
-    if f"raw_{stem}_constraint" in constraints_:
-        out.append((f"raw_{stem}", True))
-    if stem.startswith("raw_") and f"{stem}_constraint" in constraints_:
-        out.append((stem, True))  # e.g. MultitaskGaussianLikelihood's "raw_noise_prior" on ``noise``
-    return out
-
-
-def find_target(module, prior_name: str, closure, value: Tensor | None = None) -> Target | None:
-    """The (raw parameter, constraint) whose constrained value a registered prior evaluates, or ``None``.
-
-    A guess from the naming convention is confirmed by evaluating ``closure(module)`` (or using ``value``,
-    its result when the caller already has it) and comparing with the constraint's transform of the raw
-    parameter.
+    :param support: the prior's support ``(lower, upper)``; ``None`` when it is not an interval (a multivariate
+        prior, a prior with a transform): then nothing is known and every flag below is ``True``.
+    :param interval: the interval ``(lower, upper)`` the constraint admits.
+    :param inside: the support lies inside the interval: the prior puts no mass where the parameter cannot go.
+    :param overlaps: the support and the interval share some interval (in every batch element).
+    :param covers: the interval lies inside the support: the constraint admits no value the prior excludes.
     """
-    for param, confirm in _candidates(module, prior_name, closure):
-        constraint = module._constraints[f"{param}_constraint"]
-        if not isinstance(constraint, Interval):
-            continue
-        if confirm:
-            try:
-                with torch.no_grad():
-                    got = closure(module) if value is None else value
-                    want = constraint.transform(getattr(module, param))
-                if not (isinstance(got, Tensor) and got.shape == want.shape and torch.equal(got, want)):
-                    continue
-            except Exception:  # a closure that cannot be evaluated yet tells us nothing
-                continue
-        return Target(param, constraint)
-    return None
+
+    support: tuple[Tensor, Tensor] | None
+    interval: tuple[Tensor, Tensor]
+    inside: bool
+    overlaps: bool
+    covers: bool
 
 
-def warn(message: str, stacklevel: int) -> None:
-    """Emit a :class:`PriorConstraintWarning`; ``stacklevel`` counts from the caller of this function."""
-    warnings.warn(message, PriorConstraintWarning, stacklevel=stacklevel + 1)
+def compare(prior, constraint: Interval) -> Fit:
+    """How ``prior``'s support relates to the interval of ``constraint`` (see :class:`Fit`)."""
+    interval = constraint_bounds(constraint)
+    support = prior_interval(prior)
+    if support is None:
+        return Fit(None, interval, True, True, True)
+    lo_c, hi_c = interval
+    s_lo, s_hi = support[0].to(lo_c), support[1].to(lo_c)
+    return Fit(
+        support,
+        interval,
+        inside=bool(((s_lo >= lo_c) & (s_hi <= hi_c)).all()),
+        overlaps=not bool(((s_hi <= lo_c) | (s_lo >= hi_c)).any()),
+        covers=bool(((lo_c >= s_lo) & (hi_c <= s_hi)).all()),
+    )
+
+
+def warns_about_mass(mass: Tensor | None) -> bool:
+    """Whether an excluded prior mass (``None``: unknown) exceeds :class:`prior_constraint_warning_threshold`."""
+    return mass is None or float(mass.max()) > prior_constraint_warning_threshold.value()
+
+
+# --- the warning ----------------------------------------------------------------------------------------
+
+#: packages whose frames a warning skips on its way to the user's line: the libraries, and this module's own
+#: package (which holds the code that calls into it)
+_LIBRARIES = frozenset({"gpytorch", "linear_operator", "torch", "botorch", "pyro"})
+_PACKAGE = __name__.rpartition(".")[0]
+
+
+def _is_library(module_name: str) -> bool:
+    return module_name.partition(".")[0] in _LIBRARIES or (module_name + ".").startswith(_PACKAGE + ".")
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` for ``warnings.warn`` called from :func:`warn` that names the first frame outside the
+    libraries (GPyTorch, torch, linear_operator, BoTorch, Pyro) and this package: the user's line."""
+    frame = sys._getframe(2)  # the caller of warn()
+    level = 2
+    while _is_library(frame.f_globals.get("__name__", "")) and frame.f_back is not None:
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def warn(message: str) -> None:
+    """Emit a :class:`PriorConstraintWarning` attributed to the user's line that led here.
+
+    Which repetitions show is up to the warnings filters: under the default action a message shows once per
+    line that triggers it, ``warnings.simplefilter("always")`` shows every one.
+    """
+    warnings.warn(message, PriorConstraintWarning, stacklevel=_user_stacklevel())

@@ -1,18 +1,23 @@
 """Constraint-aware prior handling for GPyTorch modules: the repair behind the ``constraint-aware-priors`` patch.
 
 Private and self-contained (imports only torch and gpytorch, plus the sibling private modules) so that it can
-be vendored into GPyTorch as the upstream change:
+be vendored into GPyTorch as the upstream change. Every path that draws parameters from their priors draws one
+independent value per element of the parameter, from the prior truncated to the parameter's constraint:
 
-- :func:`pyro_sample_from_prior` replaces ``gpytorch.module._pyro_sample_from_prior``: each prior whose support
-  is not inside its parameter's constraint is sampled from its truncation to the constraint (the Pyro site
-  keeps its name and declares the truncated support); priors whose support is inside are sampled exactly as
-  upstream does.
+- :func:`pyro_sample_from_prior` replaces ``gpytorch.module._pyro_sample_from_prior``: one Pyro sample site per
+  (parameter, prior), named as GPyTorch names it; a prior whose support is not inside its parameter's constraint
+  is sampled from its truncation to the constraint (the site declares the truncated support).
+- :func:`pyro_load_from_samples` / :func:`local_load_samples` replace ``gpytorch.module._pyro_load_from_samples`` /
+  ``Module.local_load_samples``: they load exactly those sites, visiting a module reachable twice once.
+- :func:`sample_from_prior` replaces ``Module.sample_from_prior``, and :func:`sample_all_priors` draws every
+  prior of a model (what BoTorch's ``sample_all_priors`` does).
 - :func:`check_prior_registered` / :func:`check_constraint_registered` run after ``Module.register_prior`` /
-  ``Module.register_constraint`` and warn once per configuration when a prior puts mass outside an enforced
-  constraint.
-- :func:`guard_prior` wraps, for ``Module.named_priors``, a prior whose parameter has an unenforced
-  (``transform=None``) constraint: a value outside the interval gives a prior term of ``-inf`` (never NaN)
-  and one warning naming the parameter and value. Values inside give exactly the upstream term.
+  ``Module.register_constraint`` and warn when a prior puts more than
+  ``prior_constraint_warning_threshold`` of its mass outside an enforced constraint.
+- :func:`guard_priors` wraps, for ``Module.named_priors``, a prior whose parameter has an unenforced
+  (``transform=None``) constraint: a value outside the interval gives a prior term of ``-inf`` (never NaN).
+
+A prior is related to its parameter by :func:`~._sites.resolve` (the closure's autograd graph), never by name.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import OrderedDict
-from collections.abc import MutableSet
+from collections.abc import Iterable, Iterator, MutableSet
 
 import torch
 from gpytorch.constraints import Interval
@@ -28,65 +33,37 @@ from gpytorch.module import Module
 from torch import Tensor
 
 from ._intervals import (
-    Target,
-    _string_parameter,
+    compare,
     constraint_bounds,
     describe_prior,
     excluded_mass,
-    find_target,
     format_interval,
     format_mass,
     prior_interval,
     warn,
+    warns_about_mass,
 )
+from ._sites import PriorSite, resolve, unique_sites
 from ._truncated import TruncatedPrior
 
 __all__ = [
     "check_constraint_registered",
     "check_prior_registered",
-    "guard_prior",
+    "draw",
+    "guard_priors",
+    "local_load_samples",
+    "pyro_load_from_samples",
     "pyro_sample_from_prior",
-    "reset_warnings",
-    "truncation_bounds",
+    "sample_all_priors",
+    "sample_from_prior",
 ]
-
-_WARNED: set[tuple] = set()
-
-
-def reset_warnings() -> None:
-    """Forget which configurations were warned about, so that each warns again once."""
-    _WARNED.clear()
 
 
 def _join(prefix: str, name: str) -> str:
     return prefix + ("." if prefix else "") + name
 
 
-# --- sampling --------------------------------------------------------------------------------------
-
-
-def truncation_bounds(prior, target: Target | None, parameter: str) -> tuple[Tensor, Tensor] | None:
-    """The interval to truncate ``prior`` to for sampling, or ``None`` when its support is inside the constraint.
-
-    :param parameter: the parameter's full name, for the error message.
-    :raises ValueError: if the prior's support and the constraint do not overlap at all.
-    """
-    if target is None:
-        return None
-    support = prior_interval(prior)
-    if support is None:
-        return None
-    lo_c, hi_c = constraint_bounds(target.constraint)
-    s_lo, s_hi = support[0].to(lo_c), support[1].to(lo_c)
-    if bool(((s_lo >= lo_c) & (s_hi <= hi_c)).all()):
-        return None
-    if bool(((s_hi <= lo_c) | (s_lo >= hi_c)).any()):
-        raise ValueError(
-            f"cannot sample parameter {parameter!r} from {describe_prior(prior)}: the prior's support "
-            f"{format_interval(s_lo, s_hi)} does not overlap the interval {format_interval(lo_c, hi_c)} of its "
-            f"constraint {target.constraint!r}. Use a prior whose support meets the constraint."
-        )
-    return lo_c, hi_c
+# --- what to sample a site from ----------------------------------------------------------------------
 
 
 def _clamp_limits(lo: Tensor, hi: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
@@ -102,13 +79,13 @@ def _clamp_limits(lo: Tensor, hi: Tensor, dtype: torch.dtype) -> tuple[Tensor, T
     return low, high
 
 
-_PLANS: OrderedDict[tuple, tuple | None] = OrderedDict()  # see _sampling_plan
+_PLANS: OrderedDict[tuple, tuple | None] = OrderedDict()  # see _truncation_plan
 _PLANS_SIZE = 256
 _CACHEABLE_MODULES = ("gpytorch.priors", "torch.distributions")
 
 
 def _plan_key(prior, constraint: Interval, shape: torch.Size) -> tuple | None:
-    """A key that determines the sampling plan, or ``None`` where it cannot be trusted to.
+    """A key that determines the truncation plan, or ``None`` where it cannot be trusted to.
 
     A GPyTorch or torch distribution is fully determined by its class and its ``arg_constraints`` arguments;
     priors from elsewhere, with a transform, large or learnable arguments are not cached.
@@ -125,33 +102,38 @@ def _plan_key(prior, constraint: Interval, shape: torch.Size) -> tuple | None:
     return tuple(parts)
 
 
-def _sampling_plan(prior, target: Target, shape: torch.Size, parameter: str) -> tuple | None:
-    """How to sample ``prior`` for a parameter of shape ``shape`` under ``target``'s constraint.
+def _truncation_plan(prior, constraint: Interval, shape: torch.Size, parameter: str, key: tuple | None) -> tuple | None:
+    """``(TruncatedPrior at batch shape shape, low, high)`` for a prior with mass outside ``constraint``, else ``None``.
 
-    ``None`` when the prior's support lies inside the constraint (sample it as upstream does); otherwise
-    ``(TruncatedPrior on the interval at batch shape shape, low, high)`` with ``low``/``high`` the clamp limits
-    that keep a draw where the constraint's inverse transform is finite. Plans are reused across calls for
-    equal arguments: ``pyro_sample_from_prior`` works on a fresh deep copy of the model at every call, so
-    without the cache each call would rebuild the truncation (its CDF bounds included) for the same prior.
+    ``low``/``high`` are the clamp limits that keep a draw where the constraint's inverse transform is finite.
+    Plans are reused across calls for equal arguments: ``pyro_sample_from_prior`` works on a fresh deep copy of
+    the model at every call (every NUTS step), and building the truncation (its CDF bounds) is the expensive part.
 
+    :param parameter: the parameter's name and module, for the error message.
+    :param key: :func:`_plan_key` of the arguments.
     :raises ValueError: naming the parameter, when the prior's support does not overlap the constraint at all.
     """
-    key = _plan_key(prior, target.constraint, shape)
     if key is not None and key in _PLANS:
         _PLANS.move_to_end(key)
         return _PLANS[key]
-    bounds = truncation_bounds(prior, target, parameter)
+    fit = compare(prior, constraint)
     plan = None
-    if bounds is not None:
+    if not fit.inside:
+        if not fit.overlaps:
+            raise ValueError(
+                f"cannot sample parameter '{parameter}) from {describe_prior(prior)}: the prior's support "
+                f"{format_interval(*fit.support)} does not overlap the interval {format_interval(*fit.interval)} of "
+                f"its constraint {constraint!r}. Use a prior whose support meets the constraint."
+            )
         # a cached plan owns its copy of the prior: the sampled module, which holds this prior, is the caller's
         base = copy.deepcopy(prior) if key is not None else prior
         try:
-            dist = TruncatedPrior(base, *bounds, batch_shape=shape)
+            dist = TruncatedPrior(base, *fit.interval, batch_shape=shape)
         except ValueError as exc:
-            raise ValueError(f"cannot sample parameter {parameter!r}: {exc}") from exc
+            raise ValueError(f"cannot sample parameter '{parameter}): {exc}") from exc
         if dist.batch_shape != shape:
             dist = dist.expand(shape)
-        plan = (dist, *_clamp_limits(*bounds, dist.lower.dtype))
+        plan = (dist, *_clamp_limits(*fit.interval, dist.lower.dtype))
     if key is not None:
         _PLANS[key] = plan
         if len(_PLANS) > _PLANS_SIZE:
@@ -159,13 +141,83 @@ def _sampling_plan(prior, target: Target, shape: torch.Size, parameter: str) -> 
     return plan
 
 
-def pyro_sample_from_prior(module: torch.nn.Module, memo: MutableSet | None = None, prefix: str = ""):
-    """Replacement of ``gpytorch.module._pyro_sample_from_prior`` that never produces NaN parameters.
+def _elementwise(prior, shape: torch.Size):
+    """``prior`` expanded so that one draw fills a value of ``shape`` with independent elements.
 
-    Each prior is sampled at a Pyro site named as upstream names it. A univariate prior whose support lies
-    inside its parameter's constraint is sampled exactly as upstream does (``prior.expand(shape)``); any other
-    is sampled from :class:`TruncatedPrior` on the constraint's interval, whose support tells Pyro's NUTS to
-    move in an unconstrained space mapping into the constraint.
+    A univariate prior is expanded to ``shape``; a prior with an event shape to the leading dimensions of
+    ``shape`` that precede it. A prior that cannot be expanded so is returned unchanged.
+    """
+    event = prior.event_shape
+    n_batch = len(shape) - len(event)
+    if n_batch < 0 or tuple(shape[n_batch:]) != tuple(event):
+        return prior
+    batch = shape[:n_batch]
+    if prior.batch_shape == batch:
+        return prior
+    try:
+        return prior.expand(batch)
+    except (NotImplementedError, RuntimeError, ValueError, TypeError):
+        return prior
+
+
+def _site_shape(site: PriorSite) -> torch.Size:
+    if site.shape is None:
+        site.closure(site.module)  # raises the closure's own error
+        raise RuntimeError(f"the closure of prior {site.name!r} did not return a tensor")
+    return site.shape
+
+
+def _check_setting_closure(site: PriorSite, what: str) -> None:
+    if site.setting_closure is None:
+        raise RuntimeError(
+            f"Cannot {what} without a setting_closure for each prior, but the following prior had none: "
+            f"{site.name}, {site.prior}."
+        )
+
+
+def _sampler(site: PriorSite, shape: torch.Size) -> tuple:
+    """``(distribution, low, high)`` to draw ``site``'s value of ``shape`` from; ``low``/``high`` are ``None``
+    unless the prior is truncated to the parameter's constraint."""
+    constraint = site.parameter_constraint
+    if constraint is not None and len(site.prior.event_shape) == 0:
+        key = _plan_key(site.prior, constraint, shape)
+        if (key is None or _PLANS.get(key, True) is not None) and site.constraint is not None:
+            # a prior on the constrained value, not known to lie inside the constraint
+            owner = type(site.owner or site.module).__name__.removeprefix("_Random")  # a Pyro copy's class
+            plan = _truncation_plan(site.prior, constraint, shape, f"{site.parameter_name}' ({owner}", key)
+            if plan is not None:
+                return plan
+    return _elementwise(site.prior, shape), None, None
+
+
+def _missing_batch(dist, shape: torch.Size) -> torch.Size:
+    """The sample shape that completes ``dist``'s draws to ``shape`` (for a prior whose ``expand`` failed)."""
+    batch = shape[: len(shape) - len(dist.event_shape)]
+    lead = len(batch) - len(dist.batch_shape)
+    return batch[:lead] if lead > 0 and batch[lead:] == dist.batch_shape else torch.Size()
+
+
+def draw(site: PriorSite) -> Tensor:
+    """One value for ``site``: independent elements, each from the prior truncated to the parameter's constraint."""
+    shape = _site_shape(site)
+    dist, low, high = _sampler(site, shape)
+    value = dist.sample(_missing_batch(dist, shape))
+    if low is not None:
+        value = torch.maximum(torch.minimum(value, high), low)
+    return value
+
+
+# --- sampling entry points ----------------------------------------------------------------------------
+
+
+def pyro_sample_from_prior(module: torch.nn.Module, memo: MutableSet | None = None, prefix: str = ""):
+    """Replacement of ``gpytorch.module._pyro_sample_from_prior``: one site per (parameter, prior), never NaN.
+
+    Each prior is sampled at a Pyro site named as GPyTorch names it, once per parameter it governs (a prior
+    object shared by two modules gets a site for each; a module reachable twice, one). A univariate prior whose
+    support lies inside its parameter's constraint is sampled exactly as upstream does (``prior.expand(shape)``);
+    any other is sampled from :class:`TruncatedPrior` on the constraint's interval, whose support tells Pyro's
+    NUTS to move in an unconstrained space mapping into the constraint.
 
     :raises ValueError: naming the parameter, when a prior's support does not overlap its constraint at all.
     """
@@ -174,115 +226,164 @@ def pyro_sample_from_prior(module: torch.nn.Module, memo: MutableSet | None = No
     except ImportError:
         raise RuntimeError("Cannot call pyro_sample_from_prior without pyro installed!") from None
 
-    if memo is None:
-        memo = set()
-    if isinstance(module, Module):
-        for prior_name, (prior, closure, setting_closure) in module._priors.items():
-            if prior is not None and prior not in memo:
-                if setting_closure is None:
-                    raise RuntimeError(
-                        "Cannot use Pyro for sampling without a setting_closure for each prior,"
-                        f" but the following prior had none: {prior_name}, {prior}."
-                    )
-                memo.add(prior)
-                current = closure(module)
-                plan = None
-                if module._constraints:
-                    target = find_target(module, prior_name, closure, current)
-                    if target is not None:
-                        plan = _sampling_plan(prior, target, current.shape, _join(prefix, target.parameter))
-                if plan is None:
-                    dist = prior.expand(current.shape)
-                    if not callable(dist) and prior_interval(dist) is not None:
-                        # e.g. HalfNormalPrior.expand returns a torch HalfNormal, which Pyro cannot sample
-                        dist = TruncatedPrior(dist)
-                    value = pyro.sample(_join(prefix, prior_name), dist)
-                else:
-                    dist, low, high = plan
-                    value = torch.maximum(torch.minimum(pyro.sample(_join(prefix, prior_name), dist), high), low)
-                setting_closure(module, value)
-
-    for mname, module_ in module.named_children():
-        pyro_sample_from_prior(module=module_, memo=memo, prefix=_join(prefix, mname))
-
+    for site in unique_sites(module, prefix, memo):
+        _check_setting_closure(site, "use Pyro for sampling")
+        dist, low, high = _sampler(site, _site_shape(site))
+        if low is None:
+            if not callable(dist) and prior_interval(dist) is not None:
+                # e.g. HalfNormalPrior.expand returns a torch HalfNormal, which Pyro cannot sample
+                dist = TruncatedPrior(dist)
+            value = pyro.sample(site.name, dist)
+        else:
+            value = torch.maximum(torch.minimum(pyro.sample(site.name, dist), high), low)
+        site.setting_closure(site.module, value)
     return module
+
+
+def pyro_load_from_samples(
+    module: torch.nn.Module, samples_dict, memo: MutableSet | None = None, prefix: str = ""
+) -> None:
+    """Replacement of ``gpytorch.module._pyro_load_from_samples``: each module's ``local_load_samples`` once.
+
+    A module reachable on two paths is visited on the first (where :func:`pyro_sample_from_prior` names its
+    sites), so that its parameters, and a kernel's ``batch_shape``, take the samples' dimension once.
+    """
+    memo = set() if memo is None else memo
+    visited: set[int] = set()
+
+    def visit(m: torch.nn.Module, prefix: str) -> None:
+        if id(m) in visited:
+            return
+        visited.add(id(m))
+        if isinstance(m, Module):
+            m.local_load_samples(samples_dict, memo, prefix)
+        for name, child in m.named_children():
+            visit(child, _join(prefix, name))
+
+    visit(module, prefix)
+
+
+def local_load_samples(module: Module, samples_dict, memo: MutableSet, prefix: str) -> None:
+    """Replacement of ``Module.local_load_samples``: load the sites :func:`pyro_sample_from_prior` samples.
+
+    A prior is loaded once per (parameter, prior), so a prior object shared by two modules is loaded into both;
+    ``memo`` (shared across the module tree) holds the keys loaded so far. A prior object put in ``memo`` by
+    other code is skipped, as GPyTorch skips it.
+    """
+    module._strict(False)
+    try:
+        for prior_name, (prior, _, setting_closure) in module._priors.items():
+            if prior is None or prior in memo:
+                continue
+            site = resolve(module, prior_name, prefix)
+            if site.key in memo:
+                continue
+            memo.add(site.key)
+            if setting_closure is None:
+                raise RuntimeError("Must provide setting_closure to load samples.")
+            setting_closure(module, samples_dict[site.name])
+    finally:
+        module._strict(True)
+
+
+def sample_from_prior(module: Module, prior_name: str) -> None:
+    """Replacement of ``Module.sample_from_prior``: draw the parameter from its prior, in place.
+
+    Each element of the parameter is an independent draw (the prior term counts them as such), from the prior
+    truncated to the parameter's constraint, so a draw never lands outside it.
+    """
+    if prior_name not in module._priors:
+        raise RuntimeError(f"Unknown prior name '{prior_name}'")
+    if module._priors[prior_name][2] is None:
+        raise RuntimeError("Must provide inverse transform to be able to sample from prior.")
+    site = resolve(module, prior_name)
+    site.setting_closure(module, draw(site))
+
+
+def sample_all_priors(module: torch.nn.Module, on_unsupported=None) -> None:
+    """Draw every parameter of ``module``'s tree that has a prior from that prior, in place.
+
+    One draw per (parameter, prior), one independent value per element, each inside the parameter's constraint
+    (see :func:`sample_from_prior`); never retries, never fails on a batch.
+
+    :param on_unsupported: called with the site of a prior that cannot be sampled (``NotImplementedError``);
+        by default the error propagates.
+    :raises RuntimeError: if a prior has no setting closure.
+    :raises ValueError: naming the parameter, when a prior's support does not overlap its constraint at all.
+    """
+    for site in unique_sites(module):
+        _check_setting_closure(site, "sample from the prior")
+        try:
+            value = draw(site)
+        except NotImplementedError:
+            if on_unsupported is None:
+                raise
+            on_unsupported(site)
+            continue
+        site.setting_closure(site.module, value)
 
 
 # --- warnings at registration -----------------------------------------------------------------------
 
 
-def _warn_if_mass_outside(module: Module, prior_name: str, prior, target: Target) -> None:
-    constraint = target.constraint
-    if not constraint.enforced:
+def _warn_if_mass_outside(site: PriorSite) -> None:
+    constraint = site.constraint
+    if constraint is None or not constraint.enforced:
         return  # the module does not keep the value inside; audit() lists this case
-    support = prior_interval(prior)
-    if support is None:
+    fit = compare(site.prior, constraint)
+    if fit.inside:
         return
-    lo_c, hi_c = constraint_bounds(constraint)
-    if bool(((support[0].to(lo_c) >= lo_c) & (support[1].to(lo_c) <= hi_c)).all()):
+    mass = excluded_mass(site.prior, *fit.interval)
+    if not warns_about_mass(mass):
         return
-    key = (type(module).__qualname__, target.parameter, describe_prior(prior), repr(constraint))
-    if key in _WARNED:
-        return
-    _WARNED.add(key)
-    mass = excluded_mass(prior, lo_c, hi_c)
-    value_name = target.parameter[4:] if target.parameter.startswith("raw_") else target.parameter
+    stem = site.attribute[4:] if site.attribute.startswith("raw_") else site.attribute
     warn(
-        f"{type(module).__name__}.{prior_name}: {describe_prior(prior)} has support "
-        f"{format_interval(*support)} but the constraint {constraint!r} on {target.parameter} only admits "
-        f"{format_interval(lo_c, hi_c)}; {format_mass(mass)} of the prior's mass lies outside, where "
-        f"{value_name} cannot go. Remedy: a TruncatedPrior(prior, lower=..., upper=...) matching the "
-        f"constraint, or a constraint matching the prior's support.",
-        stacklevel=5,  # the code calling Module.register_prior / register_constraint (through the patch wrapper)
+        f"{type(site.module).__name__}.{site.prior_name}: {describe_prior(site.prior)} has support "
+        f"{format_interval(*fit.support)} but the constraint {constraint!r} on {site.parameter_name} only admits "
+        f"{format_interval(*fit.interval)}; {format_mass(mass)} of the prior's mass lies outside, where {stem} "
+        f"cannot go. Remedy: a TruncatedPrior(prior, lower=..., upper=...) matching the constraint, or a "
+        f"constraint matching the prior's support."
     )
 
 
-def _may_target(prior_name: str, closure, parameter: str) -> bool:
-    stem = parameter[4:] if parameter.startswith("raw_") else parameter
-    if prior_name in (f"{stem}_prior", f"{parameter}_prior"):
-        return True
-    return _string_parameter(closure) in (stem, parameter)
-
-
 def check_prior_registered(module: Module, prior_name: str) -> None:
-    """Warn (once per configuration) if the newly registered prior puts mass outside its parameter's constraint."""
+    """Warn if the newly registered prior puts mass outside its parameter's constraint."""
     entry = module._priors.get(prior_name)
-    if entry is None or entry[0] is None or not module._constraints:
-        return
-    prior, closure, _ = entry
-    target = find_target(module, prior_name, closure)
-    if target is not None:
-        _warn_if_mass_outside(module, prior_name, prior, target)
+    if entry is not None and entry[0] is not None:
+        _warn_if_mass_outside(resolve(module, prior_name))
 
 
 def check_constraint_registered(module: Module, parameter: str) -> None:
-    """Warn (once per configuration) for priors registered before ``parameter``'s constraint that exceed it."""
-    for prior_name, (prior, closure, _) in list(module._priors.items()):
-        if prior is None or not _may_target(prior_name, closure, parameter):
-            continue
-        target = find_target(module, prior_name, closure)
-        if target is not None and target.parameter == parameter:
-            _warn_if_mass_outside(module, prior_name, prior, target)
+    """Warn about the module's priors, registered before ``parameter``'s new constraint, that exceed it."""
+    tensor = module._parameters.get(parameter)
+    if tensor is None:
+        return
+    for prior_name, (prior, _, _) in list(module._priors.items()):
+        if prior is not None:
+            site = resolve(module, prior_name)
+            if site.parameter is tensor:
+                _warn_if_mass_outside(site)
 
 
 # --- unenforced constraints in the prior term ---------------------------------------------------------
 
 
 class _UnenforcedGuard:
-    """A prior seen through ``named_priors`` whose parameter's constraint is not enforced (``transform=None``).
+    """A prior seen through ``named_priors`` whose module's tree holds unenforced (``transform=None``) constraints.
 
-    ``log_prob`` is the prior's own while the value is inside the constraint's interval; outside, the term is
-    ``-inf`` and one :class:`PriorConstraintWarning` names the parameter and the value. Every other attribute
-    is the prior's.
+    ``log_prob`` is the prior's own while the value lies inside the intervals of those constraints (the common
+    case costs one comparison per constraint). Otherwise the prior's parameter is resolved: if its constraint is
+    one of them and the value lies outside it, the term is ``-inf`` and a :class:`PriorConstraintWarning` names
+    the parameter. Every other attribute is the prior's.
     """
 
-    __slots__ = ("_prior", "_constraint", "_parameter", "_owner")
+    __slots__ = ("_prior", "_module", "_name", "_constraints")
 
-    def __init__(self, prior, constraint: Interval, parameter: str, owner: str) -> None:
+    def __init__(self, prior, module: Module, name: str, constraints: list[Interval]) -> None:
         self._prior = prior
-        self._constraint = constraint
-        self._parameter = parameter
-        self._owner = owner
+        self._module = module
+        self._name = name
+        self._constraints = constraints
 
     def __getattr__(self, name: str):
         return getattr(self._prior, name)
@@ -292,36 +393,69 @@ class _UnenforcedGuard:
 
     def log_prob(self, value: Tensor) -> Tensor:
         log_p = self._prior.log_prob(value)
-        lo, hi = constraint_bounds(self._constraint)
-        outside = (value < lo) | (value > hi) | torch.isnan(value)
+        if not any(bool(_outside(value, c).any()) for c in self._constraints):
+            return log_p
+        prefix, _, prior_name = self._name.rpartition(".")
+        site = resolve(self._module, prior_name, prefix)
+        constraint = site.constraint
+        if constraint is None or constraint.enforced:
+            return log_p
+        outside = _outside(value, constraint)
         if not bool(outside.any()):
             return log_p
-        key = ("unenforced", self._owner, self._parameter)
-        if key not in _WARNED:
-            _WARNED.add(key)
-            bad = value.detach()[outside.expand_as(value)] if outside.shape == value.shape else value.detach()
-            shown = ", ".join(f"{float(v):.4g}" for v in bad.flatten()[:3]) + (", ..." if bad.numel() > 3 else "")
-            warn(
-                f"parameter {self._parameter!r} ({self._owner}) holds {shown}, outside the interval "
-                f"{format_interval(lo, hi)} of its constraint {self._constraint!r}, which is not enforced "
-                f"(transform=None); its prior term {describe_prior(self._prior)} is -inf. Keep the value inside "
-                f"(e.g. optimiser bounds) or use an enforced constraint.",
-                stacklevel=2,  # the code computing the prior term (e.g. an MLL's forward)
-            )
+        warn(
+            f"parameter {site.parameter_name!r} ({type(site.owner).__name__}) left the interval "
+            f"{format_interval(*constraint_bounds(constraint))} of its constraint {constraint!r}, which is not "
+            f"enforced (transform=None); its prior term {describe_prior(self._prior)} is -inf there. Keep the value "
+            f"inside (e.g. optimiser bounds) or use an enforced constraint."
+        )
         while outside.dim() > log_p.dim():
             outside = outside.any(-1)
         outside = torch.broadcast_to(outside, torch.broadcast_shapes(outside.shape, log_p.shape))
         return torch.where(outside, torch.full_like(log_p, -math.inf), log_p)
 
 
-def guard_prior(full_name: str, module: torch.nn.Module, prior, closure):
-    """The prior to use in the prior term: ``prior`` itself unless its parameter's constraint is unenforced."""
-    constraints_ = getattr(module, "_constraints", None)
-    if not constraints_ or all(c.enforced for c in constraints_.values()):
-        return prior
-    prior_name = full_name.rsplit(".", 1)[-1]
-    target = find_target(module, prior_name, closure)
-    if target is None or target.constraint.enforced:
-        return prior
-    parameter = full_name[: len(full_name) - len(prior_name)] + target.parameter
-    return _UnenforcedGuard(prior, target.constraint, parameter, type(module).__name__)
+def _outside(value: Tensor, constraint: Interval) -> Tensor:
+    lo, hi = constraint_bounds(constraint)
+    try:
+        return (value < lo) | (value > hi) | torch.isnan(value)
+    except RuntimeError:  # bounds of another parameter's shape: not this value's constraint
+        return torch.zeros((), dtype=torch.bool)
+
+
+def _unenforced_in(module: torch.nn.Module) -> bool:
+    constraints = module.__dict__.get("_constraints")  # a GPyTorch Module's; read without nn.Module.__getattr__
+    return bool(constraints) and any(c is not None and not c.enforced for c in constraints.values())
+
+
+def _any_unenforced(root: torch.nn.Module) -> bool:
+    stack, seen = [root], set()
+    while stack:
+        module = stack.pop()
+        if id(module) in seen:
+            continue
+        seen.add(id(module))
+        if _unenforced_in(module):
+            return True
+        stack.extend(child for child in module._modules.values() if child is not None)
+    return False
+
+
+def guard_priors(root: torch.nn.Module, named_priors: Iterable[tuple]) -> Iterator[tuple]:
+    """``named_priors`` entries of ``root``; a prior whose module's tree holds an unenforced constraint is guarded."""
+    if not _any_unenforced(root):
+        yield from named_priors  # the common case: every constraint enforced
+        return
+    unenforced = [
+        (path, constraint)
+        for path, m in root.named_modules()
+        if isinstance(m, Module)
+        for constraint in m._constraints.values()
+        if constraint is not None and not constraint.enforced
+    ]
+    for name, module, prior, closure, setting_closure in named_priors:
+        prefix = name.rpartition(".")[0]
+        below = [c for path, c in unenforced if not prefix or path == prefix or path.startswith(prefix + ".")]
+        if below:
+            prior = _UnenforcedGuard(prior, module, name, below)
+        yield name, module, prior, closure, setting_closure

@@ -32,7 +32,6 @@ class _State(NamedTuple):
 _MC_SAMPLES = 16384
 _MC_SEED = 20240517
 _REJECTION_ROUNDS = 200
-_CAPABILITIES: dict[type, tuple[bool, bool]] = {}  # per distribution class: (has cdf, has icdf)
 _FAST_REJECTION_ROUNDS = 4
 _REJECTION_MIN_MASS = 0.5
 
@@ -105,12 +104,8 @@ class TruncatedPrior(Prior):
         self.register_buffer("upper", upper_t)
         self._transform = None
 
-        caps = _CAPABILITIES.get(type(base_prior))
-        if caps is None:
-            has_cdf = _implements(base_prior.cdf, _interior(*self._support_bounds()))
-            caps = (has_cdf, has_cdf and _implements(base_prior.icdf, torch.tensor(0.5, dtype=dtype)))
-            _CAPABILITIES[type(base_prior)] = caps
-        self._has_cdf, self._has_icdf = caps
+        self._has_cdf = _implements(base_prior.cdf, _interior(*self._support_bounds()))
+        self._has_icdf = self._has_cdf and _implements(base_prior.icdf, torch.tensor(0.5, dtype=dtype))
 
         state = self._state()
         lo, hi = state.bounds

@@ -8,9 +8,9 @@ from typing import Literal
 import torch
 from gpytorch.constraints import GreaterThan, Interval, LessThan, Positive
 
-from ._intervals import Target, constraint_bounds, describe_prior, format_interval, prior_interval
+from ._intervals import compare, constraint_bounds, describe_prior, format_interval, prior_interval
 from ._truncated import TruncatedPrior
-from .audit import _join, _prior_sites
+from .audit import constrained_sites
 
 __all__ = ["Change", "align"]
 
@@ -34,14 +34,6 @@ class Change:
 
     def __str__(self) -> str:
         return f"{self.parameter}: {self.action}: {self.before} -> {self.after}"
-
-
-def _needs_repair(prior, target: Target) -> bool:
-    support = prior_interval(prior)
-    if support is None:
-        return False
-    lo_c, hi_c = constraint_bounds(target.constraint)
-    return not bool(((support[0].to(lo_c) >= lo_c) & (support[1].to(lo_c) <= hi_c)).all())
 
 
 def _relaxed(old: Interval, lo: torch.Tensor, hi: torch.Tensor) -> Interval:
@@ -83,15 +75,15 @@ def align(module: torch.nn.Module, how: Literal["truncate", "relax"] = "truncate
     """
     if how not in ("truncate", "relax"):
         raise ValueError(f"align(how=...) must be 'truncate' or 'relax', got {how!r}")
-    todo = [site for site in _prior_sites(module) if _needs_repair(site[3], site[6])]
+    todo = [site for site in constrained_sites(module) if not compare(site.prior, site.constraint).inside]
     if how == "relax":
         impossible = []
-        for prefix, _, _, prior, _, _, target in todo:
-            s_lo, s_hi = prior_interval(prior)
-            lo_c, hi_c = constraint_bounds(target.constraint)
+        for site in todo:
+            s_lo, s_hi = prior_interval(site.prior)
+            lo_c, hi_c = constraint_bounds(site.constraint)
             lo, hi = torch.minimum(lo_c, s_lo.to(lo_c)), torch.maximum(hi_c, s_hi.to(hi_c))
             if not (bool(torch.isfinite(lo).all()) or bool(torch.isfinite(hi).all())):
-                impossible.append(_join(prefix, target.parameter))
+                impossible.append(site.parameter_name)
         if impossible:
             raise ValueError(
                 f"align(how='relax') cannot relax the constraints of {', '.join(impossible)} to the whole real line "
@@ -99,31 +91,31 @@ def align(module: torch.nn.Module, how: Literal["truncate", "relax"] = "truncate
             )
 
     changes: list[Change] = []
-    for prefix, owner, prior_name, prior, closure, setting_closure, target in todo:
-        parameter = _join(prefix, target.parameter)
-        lo_c, hi_c = constraint_bounds(target.constraint)
+    for site in todo:
+        parameter = site.parameter_name
+        lo_c, hi_c = constraint_bounds(site.constraint)
         if how == "truncate":
-            new_prior = TruncatedPrior(prior, lo_c.clone(), hi_c.clone())
-            setattr(owner, prior_name, new_prior)
-            owner._priors[prior_name] = (new_prior, closure, setting_closure)
-            changes.append(
-                Change(parameter, _join(prefix, prior_name), "truncated prior", describe_prior(prior), repr(new_prior))
-            )
+            new_prior = TruncatedPrior(site.prior, lo_c.clone(), hi_c.clone())
+            setattr(site.module, site.prior_name, new_prior)
+            site.module._priors[site.prior_name] = (new_prior, site.closure, site.setting_closure)
+            changes.append(Change(parameter, site.name, "truncated prior", describe_prior(site.prior), repr(new_prior)))
         else:
-            s_lo, s_hi = prior_interval(prior)
+            s_lo, s_hi = prior_interval(site.prior)
             lo, hi = torch.minimum(lo_c, s_lo.to(lo_c)), torch.maximum(hi_c, s_hi.to(hi_c))
-            old = target.constraint
-            raw = getattr(owner, target.parameter)
+            old = site.owner._constraints[f"{site.attribute}_constraint"]
+            if old is not site.constraint:
+                continue  # already relaxed through another prior on the same parameter
+            raw = site.parameter
             with torch.no_grad():
                 value = old.transform(raw).clone()
             new = _relaxed(old, lo, hi)
-            owner.register_constraint(target.parameter, new)
+            site.owner.register_constraint(site.attribute, new)
             with torch.no_grad():
                 raw.data.copy_(new.inverse_transform(value))
             changes.append(
                 Change(
                     parameter,
-                    _join(prefix, prior_name),
+                    site.name,
                     "relaxed constraint",
                     f"{old!r} on {format_interval(lo_c, hi_c)}",
                     f"{new!r} on {format_interval(*constraint_bounds(new))}",

@@ -10,16 +10,8 @@ from gpytorch.constraints import Interval
 from gpytorch.module import Module
 from torch import Tensor
 
-from ._intervals import (
-    Target,
-    constraint_bounds,
-    describe_prior,
-    excluded_mass,
-    find_target,
-    format_interval,
-    format_mass,
-    prior_interval,
-)
+from ._intervals import compare, constraint_bounds, describe_prior, excluded_mass, format_interval, format_mass
+from ._sites import PriorSite, unique_sites
 
 __all__ = ["EXCLUDED_BY_PRIOR", "Finding", "MASS_OUTSIDE", "NOT_ENFORCED", "audit"]
 
@@ -79,46 +71,37 @@ def _join(prefix: str, name: str) -> str:
     return prefix + ("." if prefix else "") + name
 
 
-def _prior_sites(module: torch.nn.Module) -> Iterator[tuple[str, Module, str, object, object, object, Target]]:
-    """``(prefix, owner, prior_name, prior, closure, setting_closure, target)`` for priors with a known parameter."""
-    for prefix, owner in module.named_modules():
-        if not isinstance(owner, Module):
-            continue
-        for prior_name, (prior, closure, setting_closure) in owner._priors.items():
-            if prior is None:
-                continue
-            target = find_target(owner, prior_name, closure)
-            if target is not None:
-                yield prefix, owner, prior_name, prior, closure, setting_closure, target
+def constrained_sites(module: torch.nn.Module) -> Iterator[PriorSite]:
+    """The prior sites of ``module``'s tree (once per (parameter, prior)) that evaluate a constrained parameter."""
+    for site in unique_sites(module):
+        if site.constraint is not None:
+            yield site
 
 
 def _compare(prior, constraint: Interval) -> tuple[tuple[str, ...], tuple[Tensor, Tensor] | None, float | None]:
     kinds: list[str] = []
     mass = None
-    support = prior_interval(prior)
-    lo_c, hi_c = constraint_bounds(constraint)
-    if support is not None:
-        s_lo, s_hi = support[0].to(lo_c), support[1].to(lo_c)
-        if not bool(((s_lo >= lo_c) & (s_hi <= hi_c)).all()):
-            kinds.append(MASS_OUTSIDE)
-            m = excluded_mass(prior, lo_c, hi_c)
-            mass = None if m is None else float(m.max())
-        if bool(((lo_c < s_lo) | (hi_c > s_hi)).any()):
-            kinds.append(EXCLUDED_BY_PRIOR)
+    fit = compare(prior, constraint)
+    if not fit.inside:
+        kinds.append(MASS_OUTSIDE)
+        m = excluded_mass(prior, *fit.interval)
+        mass = None if m is None else float(m.max())
+    if not fit.covers:
+        kinds.append(EXCLUDED_BY_PRIOR)
     if not constraint.enforced:
         kinds.append(NOT_ENFORCED)
-    return tuple(kinds), support, mass
+    return tuple(kinds), fit.support, mass
 
 
 def audit(module: torch.nn.Module) -> list[Finding]:
     """Find every (parameter, prior) pair of a GPyTorch module tree whose prior and constraint disagree.
 
-    A prior is related to its parameter by GPyTorch's convention (prior ``X_prior`` on the value of ``raw_X``
-    under ``raw_X_constraint``), whether it was registered by parameter name or by closure; a closure-given
-    prior counts only when it evaluates exactly the constrained parameter value. Priors on other functions of
-    parameters, priors with a ``transform`` and multivariate priors are not compared (except for
-    :data:`NOT_ENFORCED`). Unenforced (``transform=None``) constraints of parameters without a prior are
-    listed too.
+    A prior is related to the parameter its closure reads (followed through properties and child modules, as in
+    ``likelihood.register_prior("noise_prior", prior, "noise")``); it is compared with that parameter's
+    constraint when it evaluates exactly the constrained value. Priors on other functions of parameters, priors
+    with a ``transform`` and multivariate priors are not compared (except for :data:`NOT_ENFORCED`). Each
+    (parameter, prior) pair is listed once, however many paths reach its module. Unenforced
+    (``transform=None``) constraints of parameters without a prior are listed too.
 
     :param module: any ``gpytorch.Module`` (a model, a likelihood, a kernel, an MLL), batched or not.
     :return: the findings, in module order; an empty list for a model whose priors fit their constraints.
@@ -131,19 +114,19 @@ def audit(module: torch.nn.Module) -> list[Finding]:
     """
     findings: list[Finding] = []
     covered: set[str] = set()
-    for prefix, _, prior_name, prior, _, _, target in _prior_sites(module):
-        parameter = _join(prefix, target.parameter)
+    for site in constrained_sites(module):
+        parameter = site.parameter_name
         covered.add(parameter)
-        kinds, support, mass = _compare(prior, target.constraint)
+        kinds, support, mass = _compare(site.prior, site.constraint)
         if kinds:
             findings.append(
                 Finding(
                     parameter=parameter,
-                    prior_name=_join(prefix, prior_name),
-                    prior=prior,
+                    prior_name=site.name,
+                    prior=site.prior,
                     prior_support=support,
-                    constraint=target.constraint,
-                    constraint_interval=constraint_bounds(target.constraint),
+                    constraint=site.constraint,
+                    constraint_interval=constraint_bounds(site.constraint),
                     kinds=kinds,
                     excluded_mass=mass,
                 )

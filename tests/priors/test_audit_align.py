@@ -182,3 +182,38 @@ def test_align_then_sampling_needs_no_truncation():
     with warnings.catch_warnings():
         warnings.simplefilter("error", PriorConstraintWarning)
         assert audit(model) == []
+
+
+def test_the_tutorials_likelihood_level_prior_is_audited_and_aligned():
+    """``likelihood.register_prior("noise_prior", prior, "noise")``: the constraint lives on noise_covar."""
+    likelihood = gpytorch.likelihoods.GaussianLikelihood()
+    likelihood.register_prior("noise_prior", GammaPrior(0.5, 2.0), "noise")
+    (finding,) = audit(likelihood)
+    assert finding.parameter == "noise_covar.raw_noise" and finding.prior_name == "noise_prior"
+    assert finding.excluded_mass == pytest.approx(stats.gamma(a=0.5, scale=0.5).cdf(1e-4), rel=1e-4)
+    (change,) = align(likelihood, how="truncate")
+    assert change.prior_name == "noise_prior" and isinstance(likelihood.noise_prior, TruncatedPrior)
+    assert audit(likelihood) == []
+
+    relaxed = gpytorch.likelihoods.GaussianLikelihood()
+    relaxed.register_prior("noise_prior", GammaPrior(0.5, 2.0), "noise")
+    align(relaxed, how="relax")
+    assert type(relaxed.noise_covar.raw_noise_constraint) is Positive
+
+
+def test_a_module_reachable_twice_is_audited_once():
+    kernel = gpytorch.kernels.RBFKernel(lengthscale_prior=NormalPrior(1.0, 1.0))
+    findings = audit(kernel + kernel * gpytorch.kernels.PeriodicKernel())
+    assert [f.parameter for f in findings] == ["kernels.0.raw_lengthscale"]
+
+
+def test_compare_the_one_home_of_prior_support_versus_constraint():
+    """audit, align, the samplers and the warnings all decide through ``_intervals.compare``."""
+    from gpytorch_ext.priors import _intervals
+
+    fit = _intervals.compare(GammaPrior(0.5, 2.0), GreaterThan(1e-4))
+    assert (fit.inside, fit.overlaps, fit.covers) == (False, True, True)
+    fit = _intervals.compare(UniformPrior(0.0, 1.0), GreaterThan(2.0))
+    assert (fit.inside, fit.overlaps, fit.covers) == (False, False, False)
+    fit = _intervals.compare(UniformPrior(0.1, 2.0), Interval(0.05, 3.0))
+    assert (fit.inside, fit.overlaps, fit.covers) == (True, True, False)

@@ -1,8 +1,9 @@
-"""The source patch vendors the repair's core modules verbatim: the monkey-patch and the source patch are one code.
+"""The source patches vendor the repairs' core modules verbatim: the monkey-patches and the source patches are one code.
 
-``patches/0003-constraint-aware-priors.patch`` adds three modules to GPyTorch's tree. Each must equal the package's
-module byte for byte once its import lines are rewritten for GPyTorch's layout (relative imports, and
-``_truncated`` -> ``truncated_prior``); :data:`VENDORED` lists those rewrites, and nothing else may differ. After a
+``patches/0003-constraint-aware-priors.patch`` adds four modules to GPyTorch's tree and
+``patches/0005-prior-terms.patch`` one more. Each must equal the package's module byte for byte once its import
+lines are rewritten for GPyTorch's layout (relative imports, ``_truncated`` -> ``truncated_prior``, the threshold
+setting from ``gpytorch.settings``); :data:`VENDORED` lists those rewrites, and nothing else may differ. After a
 change to one of the package's modules, regenerate the patch (see patches/README.md) or this test fails.
 """
 
@@ -15,34 +16,46 @@ import pytest
 from tests._patchfile import added_files
 
 ROOT = Path(__file__).resolve().parents[2]
-PATCH_FILE = ROOT / "patches" / "0003-constraint-aware-priors.patch"
 PACKAGE = ROOT / "gpytorch_ext" / "priors"
+_INTERVAL = ("from gpytorch.constraints import Interval", "from ..constraints import Interval")
+_MODULE = ("from gpytorch.module import Module", "from ..module import Module")
 
-#: upstream path -> (package module, [(package import line, upstream import line), ...])
-VENDORED: dict[str, tuple[str, list[tuple[str, str]]]] = {
-    "gpytorch/priors/_intervals.py": (
-        "_intervals.py",
-        [("from gpytorch.constraints import Interval", "from ..constraints import Interval")],
-    ),
-    "gpytorch/priors/truncated_prior.py": (
-        "_truncated.py",
-        [
-            ("from gpytorch.priors import Prior", "from .prior import Prior"),
-            (
-                "from gpytorch.priors.utils import _load_transformed_to_base_dist",
-                "from .utils import _load_transformed_to_base_dist",
-            ),
-        ],
-    ),
-    "gpytorch/priors/_repair.py": (
-        "_repair.py",
-        [
-            ("from gpytorch.constraints import Interval", "from ..constraints import Interval"),
-            ("from gpytorch.module import Module", "from ..module import Module"),
-            ("from ._truncated import TruncatedPrior", "from .truncated_prior import TruncatedPrior"),
-        ],
-    ),
+#: patch file -> {upstream path -> (package module, [(package import line, upstream import line), ...])}
+VENDORED: dict[str, dict[str, tuple[str, list[tuple[str, str]]]]] = {
+    "0003-constraint-aware-priors.patch": {
+        "gpytorch/priors/_intervals.py": (
+            "_intervals.py",
+            [
+                _INTERVAL,
+                (
+                    "from ._settings import prior_constraint_warning_threshold",
+                    "from ..settings import prior_constraint_warning_threshold",
+                ),
+            ],
+        ),
+        "gpytorch/priors/_sites.py": ("_sites.py", [_INTERVAL, _MODULE]),
+        "gpytorch/priors/truncated_prior.py": (
+            "_truncated.py",
+            [
+                ("from gpytorch.priors import Prior", "from .prior import Prior"),
+                (
+                    "from gpytorch.priors.utils import _load_transformed_to_base_dist",
+                    "from .utils import _load_transformed_to_base_dist",
+                ),
+            ],
+        ),
+        "gpytorch/priors/_repair.py": (
+            "_repair.py",
+            [
+                _INTERVAL,
+                _MODULE,
+                ("from ._truncated import TruncatedPrior", "from .truncated_prior import TruncatedPrior"),
+            ],
+        ),
+    },
+    "0005-prior-terms.patch": {"gpytorch/priors/_terms.py": ("_terms.py", [])},
 }
+PATCHES = list(VENDORED)
 
 
 def vendored_text(source: str, rewrites: list[tuple[str, str]]) -> str:
@@ -56,17 +69,18 @@ def vendored_text(source: str, rewrites: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def mismatches(patch_text: str, package_dir: Path) -> list[str]:
+def mismatches(patch_text: str, package_dir: Path, patch: str = PATCHES[0]) -> list[str]:
     """What differs between the patch's vendored files and the package's modules (empty: in sync)."""
+    vendored = VENDORED[patch]
     added = added_files(patch_text)
     problems = []
-    unexpected = sorted(p for p in added if p.startswith("gpytorch/") and p not in VENDORED)
-    missing = sorted(p for p in VENDORED if p not in added)
+    unexpected = sorted(p for p in added if p.startswith("gpytorch/") and p not in vendored)
+    missing = sorted(p for p in vendored if p not in added)
     if unexpected:
         problems.append(f"the patch adds {unexpected}, not listed in VENDORED")
     if missing:
         problems.append(f"the patch does not add {missing}")
-    for path, (module, rewrites) in VENDORED.items():
+    for path, (module, rewrites) in vendored.items():
         if path not in added:
             continue
         want = vendored_text((package_dir / module).read_text(), rewrites)
@@ -80,19 +94,32 @@ def mismatches(patch_text: str, package_dir: Path) -> list[str]:
     return problems
 
 
+def _text(patch: str) -> str:
+    path = ROOT / "patches" / patch
+    assert path.is_file(), f"{path} is missing"
+    return path.read_text()
+
+
 @pytest.fixture(scope="module")
 def patch_text() -> str:
-    assert PATCH_FILE.is_file(), f"{PATCH_FILE} is missing"
-    return PATCH_FILE.read_text()
+    return _text(PATCHES[0])
 
 
-def test_vendored_modules_equal_the_package_modules(patch_text):
-    assert mismatches(patch_text, PACKAGE) == []
+@pytest.mark.parametrize("patch", PATCHES)
+def test_vendored_modules_equal_the_package_modules(patch):
+    assert mismatches(_text(patch), PACKAGE, patch) == []
 
 
-def test_each_vendored_module_differs_only_in_its_import_lines(patch_text):
-    added = added_files(patch_text)
-    for path, (module, rewrites) in VENDORED.items():
+def test_both_patches_are_in_the_series():
+    series = (ROOT / "patches" / "series").read_text().split()
+    assert all(patch in series for patch in PATCHES)
+    assert series.index(PATCHES[0]) < series.index(PATCHES[1])  # prior-terms builds on _sites.py
+
+
+@pytest.mark.parametrize("patch", PATCHES)
+def test_each_vendored_module_differs_only_in_its_import_lines(patch):
+    added = added_files(_text(patch))
+    for path, (module, rewrites) in VENDORED[patch].items():
         package_lines = (PACKAGE / module).read_text().split("\n")
         upstream_lines = added[path].split("\n")
         assert len(package_lines) == len(upstream_lines), path
@@ -111,7 +138,7 @@ def test_each_vendored_module_differs_only_in_its_import_lines(patch_text):
     ids=["changed-constant", "added-line", "changed-import"],
 )
 def test_a_package_module_changed_without_regenerating_the_patch_is_caught(patch_text, tmp_path, mutate):
-    for _, (module, _) in VENDORED.items():
+    for _, (module, _) in VENDORED[PATCHES[0]].items():
         (tmp_path / module).write_text((PACKAGE / module).read_text())
     target = tmp_path / "_truncated.py"
     changed = mutate(target.read_text())

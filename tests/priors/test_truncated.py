@@ -10,10 +10,7 @@ import torch
 from gpytorch.priors import GammaPrior, HalfCauchyPrior, HalfNormalPrior, LogNormalPrior, NormalPrior, UniformPrior
 
 from gpytorch_ext.priors import TruncatedPrior
-
-from ._battery import TruncatedPriorBattery
-
-pytestmark = pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
+from gpytorch_ext.testing.priors import TruncatedPriorBattery
 
 
 class TestTruncatedGamma(TruncatedPriorBattery):  # CDF, no icdf: bisection
