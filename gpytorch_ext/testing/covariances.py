@@ -941,3 +941,77 @@ class MVNBatchBattery:
         bad = torch.zeros(3, *[b + 1 for b in batch], self.factory.n, dtype=DTYPE)
         with pytest.raises(ValueError, match="base_samples"):
             case.dist.rsample(base_samples=bad)
+
+
+# --- the matmul battery: a (batch) covariance operator times a vector or matrix --------------------------------
+
+#: (covariance batch, right-hand side shape) pairs; ``"n"`` is the event size
+MATMUL_CASES: list[tuple[Shape, tuple[Any, ...]]] = [
+    ((2,), ("n",)),  # a batch operator times a vector
+    ((2, 3), ("n",)),
+    ((), ("n",)),
+    ((2,), ("n", 3)),
+    ((), (2, "n", 3)),  # the right-hand side carries the batch
+    ((2,), (1, "n", 1)),
+]
+
+
+class MatmulBattery:
+    """``covariance @ rhs`` for one covariance kind: values and gradients (of the right-hand side and of the
+    covariance's leaves) equal ``torch.matmul`` on the dense matrix built by hand.
+
+    :cvar upstream_patches: the run-time patches whose reversal restores the upstream defect (a batch operator times
+        a vector cannot backpropagate); :attr:`reproduces_upstream` says whether this kind shows it.
+    """
+
+    factory: CovarianceFactory
+    cases: list[tuple[Shape, tuple[Any, ...]]] = MATMUL_CASES
+    upstream_patches: tuple[str, ...] = ("matmul-vector-backward",)
+    reproduces_upstream = True
+
+    def _failures(self) -> list[str]:
+        failures = []
+        for i, (covar_batch, rhs_shape) in enumerate(self.cases):
+            gen = torch.Generator().manual_seed(i)
+            params = tuple(p.requires_grad_(True) for p in self.factory.params(covar_batch, gen))
+            rhs = torch.randn(*[self.factory.n if s == "n" else s for s in rhs_shape], generator=gen, dtype=DTYPE)
+            rhs.requires_grad_(True)
+            label = f"{self.factory.name} {covar_batch} @ {tuple(rhs.shape)}"
+            try:
+                with self.factory.context():
+                    covar, dense = self.factory.build(*params)
+                    got = covar @ rhs
+                    got = got.to_dense() if isinstance(got, LinearOperator) else got
+                    weights = torch.randn(got.shape, generator=gen, dtype=DTYPE)
+                    grads = torch.autograd.grad(
+                        (got * weights).sum(), (rhs, *params), allow_unused=True, retain_graph=True
+                    )
+                want = torch.matmul(dense, rhs)
+                want_grads = torch.autograd.grad((want * weights).sum(), (rhs, *params), allow_unused=True)
+                _close(f"{label}: value", got, want)
+                for j, (g, w) in enumerate(zip(grads, want_grads)):
+                    assert (g is None) == (w is None), f"{label}: gradient {j} missing"
+                    if g is not None:
+                        _close(f"{label}: gradient {j}", g, w)
+            except Exception as exc:  # collect, so that one run names every failing case
+                failures.append(f"{label}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+        return failures
+
+    def test_matmul_gradients_match_torch(self):
+        failures = self._failures()
+        assert not failures, "\n".join(failures)
+
+    def test_upstream_defect_reproduced(self, request: pytest.FixtureRequest):
+        if request.config.getoption("--impl", default="monkeypatch") == "source":
+            pytest.skip("no stock linear_operator under --impl=source")
+        if not self.reproduces_upstream:
+            pytest.skip(f"{self.factory.name} multiplies without linear_operator's Matmul function")
+        import gpytorch_ext
+
+        before = gpytorch_ext.applied()
+        gpytorch_ext.unpatch(*self.upstream_patches)
+        try:
+            failures = self._failures()
+        finally:
+            gpytorch_ext.patch(*[n for n in self.upstream_patches if n in before])
+        assert any("@ (" + str(self.factory.n) + ",)" in f for f in failures), "no vector case fails upstream"

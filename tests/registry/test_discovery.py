@@ -7,7 +7,14 @@ import json
 
 from tests.registry._fake_dist import run_python, write_fake_dist
 
-SHIPPED = {"mvn-log-prob", "keops-kernels", "constraint-aware-priors", "mvn-batch", "multitask-batched-inputs"}
+SHIPPED = {
+    "mvn-log-prob",
+    "keops-kernels",
+    "constraint-aware-priors",
+    "mvn-batch",
+    "multitask-batched-inputs",
+    "matmul-vector-backward",
+}
 
 
 def test_installed_metadata_declares_the_shipped_patches_and_the_pytest_plugin():
