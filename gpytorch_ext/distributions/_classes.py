@@ -12,7 +12,15 @@ from torch.distributions.utils import lazy_property
 
 from ._indexing import mtmvn_getitem, mvn_getitem
 from ._log_prob import keep_validate_args, mtmvn_log_prob_method, mvn_log_prob_method
-from ._moments import broadcast_loc, covariance_matrix, entropy, expand, kl_mvn_mvn, scale_tril, unsqueeze
+from ._moments import (
+    broadcast_loc,
+    dense_covariance,
+    mvn_entropy,
+    mvn_expand,
+    mvn_kl_divergence,
+    mvn_unsqueeze,
+    unbroadcasted_scale_tril,
+)
 from ._sampling import mvn_rsample
 
 __all__ = ["MultitaskMultivariateNormal", "MultivariateNormal"]
@@ -52,7 +60,7 @@ class MultivariateNormal(gpytorch.distributions.MultivariateNormal):
     @property
     def _unbroadcasted_scale_tril(self) -> Tensor:
         if self.islazy and getattr(self, _SCALE_TRIL) is None:
-            setattr(self, _SCALE_TRIL, scale_tril(self))
+            setattr(self, _SCALE_TRIL, unbroadcasted_scale_tril(self))
         return getattr(self, _SCALE_TRIL)
 
     @_unbroadcasted_scale_tril.setter
@@ -64,7 +72,7 @@ class MultivariateNormal(gpytorch.distributions.MultivariateNormal):
     @lazy_property
     def covariance_matrix(self) -> Tensor:
         """The covariance, ``batch_shape x N x N`` (expanded, as torch gives it)."""
-        return covariance_matrix(self) if self.islazy else super().covariance_matrix
+        return dense_covariance(self) if self.islazy else super().covariance_matrix
 
     def log_prob(self, value: Tensor) -> Tensor:
         """The log-density of ``value`` (`... x N`); shape ``broadcast(value.shape[:-1], batch_shape)``."""
@@ -80,15 +88,15 @@ class MultivariateNormal(gpytorch.distributions.MultivariateNormal):
 
     def expand(self, batch_size: torch.Size) -> MultivariateNormal:
         """The distribution expanded to ``batch_size`` (torch's rules; nothing factorised again)."""
-        return expand(self, batch_size)
+        return mvn_expand(self, batch_size)
 
     def unsqueeze(self, dim: int) -> MultivariateNormal:
         """The distribution with a batch dimension of size 1 inserted at ``dim``."""
-        return unsqueeze(self, dim)
+        return mvn_unsqueeze(self, dim)
 
     def entropy(self) -> Tensor:
         """The entropy, of shape ``batch_shape``."""
-        return entropy(self) if self.islazy else super().entropy()
+        return mvn_entropy(self) if self.islazy else super().entropy()
 
 
 class MultitaskMultivariateNormal(gpytorch.distributions.MultitaskMultivariateNormal, MultivariateNormal):
@@ -113,7 +121,7 @@ class MultitaskMultivariateNormal(gpytorch.distributions.MultitaskMultivariateNo
 
     def expand(self, batch_size: torch.Size) -> MultitaskMultivariateNormal:
         """The distribution expanded to ``batch_size`` (torch's rules; nothing factorised again)."""
-        return expand(self, batch_size)
+        return mvn_expand(self, batch_size)
 
 
 @register_kl(MultivariateNormal, MultivariateNormal)
@@ -121,4 +129,4 @@ class MultitaskMultivariateNormal(gpytorch.distributions.MultitaskMultivariateNo
 @register_kl(gpytorch.distributions.MultivariateNormal, MultivariateNormal)
 def _kl_mvn_mvn(p_dist: MultivariateNormal, q_dist: MultivariateNormal) -> Tensor:
     """KL divergence of the drop-in normals (and of a drop-in and a GPyTorch one), batch-safe."""
-    return kl_mvn_mvn(p_dist, q_dist)
+    return mvn_kl_divergence(p_dist, q_dist)

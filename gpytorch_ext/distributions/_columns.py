@@ -9,9 +9,9 @@ Shared by the batch-safe ``log_prob`` and the batch-safe sampling, moments and K
   distinct covariance;
 - :func:`fold` arranges a batch of vectors as the right-hand-side columns of an operator with a smaller batch
   shape, and maps per-column results back;
-- :func:`cholesky_factor` is the lower Cholesky factor of a covariance that linear_operator factorises densely,
-  without the contiguous copy of the factor that linear_operator makes, and cached where linear_operator caches
-  its own.
+- :func:`cholesky_factor` is the lower Cholesky factor of a covariance that linear_operator factorises densely
+  (:func:`factorised_densely`, :func:`log_prob_by_cholesky`), without the contiguous copy of the factor that
+  linear_operator makes, and cached where linear_operator caches its own.
 """
 
 from __future__ import annotations
@@ -33,7 +33,21 @@ from linear_operator.utils.errors import CachingError
 from linear_operator.utils.memoize import add_to_cache, get_from_cache
 from torch import Tensor
 
-__all__ = ["cholesky_factor", "columns", "distinct_covariance", "fold", "unexpand"]
+__all__ = [
+    "ShapeError",
+    "cholesky_factor",
+    "columns",
+    "distinct_covariance",
+    "factorised_densely",
+    "fold",
+    "log_prob_by_cholesky",
+    "unexpand",
+]
+
+
+class ShapeError(ValueError, RuntimeError):
+    """Shapes that do not fit a distribution. A ``ValueError``; also a ``RuntimeError``, which GPyTorch raised for
+    such shapes before, so that code catching that keeps working."""
 
 
 def unexpand(tensor: Tensor, num_event_dims: int) -> Tensor:
@@ -103,8 +117,9 @@ def fold(vectors: Tensor, covar_batch: torch.Size, batch: torch.Size) -> tuple[T
     return rhs, unfold
 
 
-def _factorised_densely(covar: LinearOperator) -> bool:
-    """Whether linear_operator would factorise ``covar`` as a dense matrix (its generic ``_cholesky``)."""
+def factorised_densely(covar: LinearOperator) -> bool:
+    """Whether linear_operator factorises ``covar`` as a dense matrix: its generic ``_cholesky`` (no structured
+    factorisation of its own), and no KeOps operator inside (linear_operator refuses to factorise those)."""
     return (
         type(covar)._cholesky is LinearOperator._cholesky
         and covar.size(-1) > 1
@@ -112,22 +127,27 @@ def _factorised_densely(covar: LinearOperator) -> bool:
     )
 
 
-def cholesky_factor(covar: LinearOperator) -> Tensor | None:
-    """The lower Cholesky factor (a Tensor) of a covariance on linear_operator's Cholesky path, or ``None``.
-
-    ``None`` when linear_operator would not use a Cholesky factorisation (``N > max_cholesky_size`` with fast
-    computations on), or when ``covar`` has a structured factorisation of its own (diagonal, Kronecker,
-    block-diagonal, ...): use ``covar``'s own methods then. Otherwise the factor is the one linear_operator
-    computes (``psd_safe_cholesky`` of the dense matrix, with its jitter retries), taken from and stored in the
-    operator's own ``"cholesky"`` cache, so that a later ``root_decomposition`` or ``cholesky`` reuses it. Unlike
-    linear_operator it is kept in the layout LAPACK returns (no contiguous copy, which triangular solves do not
-    need).
-    """
+def log_prob_by_cholesky(covar: LinearOperator) -> bool:
+    """Whether ``covar.inv_quad_logdet`` would factorise ``covar`` as a dense matrix: linear_operator's Cholesky path
+    (``N <= max_cholesky_size``, or fast log-probabilities off), the generic ``inv_quad_logdet`` (not, say, the
+    Woodbury identity of a low-rank plus diagonal operator) and a dense factorisation."""
     on_cholesky_path = linop_settings.fast_computations.log_prob.off() or (
         covar.size(-1) <= linop_settings.max_cholesky_size.value()
     )
-    if not on_cholesky_path or not _factorised_densely(covar):
-        return None
+    return (
+        on_cholesky_path and type(covar).inv_quad_logdet is LinearOperator.inv_quad_logdet and factorised_densely(covar)
+    )
+
+
+def cholesky_factor(covar: LinearOperator) -> Tensor:
+    """The lower Cholesky factor (a Tensor) of a covariance that linear_operator factorises densely
+    (:func:`factorised_densely`).
+
+    The factor is the one linear_operator computes (``psd_safe_cholesky`` of the dense matrix, with its jitter
+    retries), taken from and stored in the operator's own ``"cholesky"`` cache, so that a later
+    ``root_decomposition``, ``cholesky`` or ``inv_quad_logdet`` reuses it. Unlike linear_operator it is kept in the
+    layout LAPACK returns (no contiguous copy, which triangular solves and products do not need).
+    """
     try:
         return get_from_cache(covar, "cholesky", upper=False).to_dense()
     except CachingError:

@@ -7,6 +7,8 @@ covariance batch shapes broadcast as torch broadcasts them. Its mean is ``dist.m
 the event (the last two, data and tasks, when a multitask normal is indexed by slices there); the others are batch
 dimensions, and each batch member of the result gets the exact covariance of its entries: entries of one batch
 member of :math:`\mathbf X` covary as that member's covariance says, entries of different members are independent.
+An index that selects a single entry gives what GPyTorch has always given there: a 0-dimensional mean and the
+entry's variance (torch has no multivariate normal without an event dimension).
 
 Indices that only select batch members, or that select events by slices, integers or one list keep the covariance
 lazy (indexed by linear_operator); other indices gather the covariance's entries densely. The module imports only
@@ -95,7 +97,9 @@ def _as_slice(positions: Tensor) -> slice | Tensor:
         return positions
     first, last = int(positions[0]), int(positions[-1])
     step = int(positions[1] - positions[0]) if positions.numel() > 1 else 1
-    if step > 0 and torch.equal(positions, torch.arange(first, last + 1, step, device=positions.device)):
+    if step <= 0 or last < first:
+        return positions
+    if torch.equal(positions, torch.arange(first, last + 1, step, device=positions.device)):
         return slice(first, last + 1, step)
     return positions
 
@@ -176,13 +180,8 @@ def _flat(tensor: Tensor, multitask: bool, interleaved: bool) -> Tensor:
     return tensor.reshape(*tensor.shape[:-2], -1)
 
 
-def _gathered_covariance(
-    covar: LinearOperator, members: Tensor, positions: Tensor, batch: torch.Size
-) -> LinearOperator:
-    """The covariance of entries ``(member, position)`` (``... x M`` each): ``K[member][p_i, p_j]`` where the
-    members agree, zero where they differ; diagonal (no matrix formed) when no member appears twice."""
-    n = covar.size(-1)
-    covar_batch = covar.batch_shape
+def _covariance_member(members: Tensor, batch: torch.Size, covar_batch: torch.Size) -> Tensor:
+    """The flat index into the covariance's own batch of each member (a flat index into ``batch``)."""
     flat_member = torch.zeros_like(members)
     if len(batch):
         coords = torch.unravel_index(members, batch)
@@ -191,8 +190,19 @@ def _gathered_covariance(
             if covar_batch[-dim] != 1:
                 flat_member = flat_member + coords[-dim] * stride
             stride *= covar_batch[-dim]
-    ordered = members.sort(-1).values
-    if members.size(-1) < 2 or bool((ordered[..., 1:] != ordered[..., :-1]).all()):
+    return flat_member
+
+
+def _gathered_covariance(
+    covar: LinearOperator, members: Tensor, positions: Tensor, batch: torch.Size
+) -> LinearOperator:
+    """The covariance of entries ``(member, position)`` (``... x M`` each): ``K[member][p_i, p_j]`` where the
+    members agree, zero where they differ; diagonal (no matrix formed) when no member appears twice. For a single
+    entry (0-dimensional ``members``) its variance, as GPyTorch has always returned it."""
+    n = covar.size(-1)
+    flat_member = _covariance_member(members, batch, covar.batch_shape)
+    ordered = members.sort(-1).values if members.dim() else members
+    if members.dim() == 0 or members.size(-1) < 2 or bool((ordered[..., 1:] != ordered[..., :-1]).all()):
         variances = covar.diagonal(dim1=-2, dim2=-1).reshape(-1, n)
         return DiagLinearOperator(variances[flat_member, positions])
     dense = to_dense(covar).reshape(-1, n, n)
@@ -218,11 +228,6 @@ def _getitem(dist: _TorchMultivariateNormal, index: Any, event_shape: torch.Size
     def result(mean: Tensor, covar: LinearOperator, keep_tasks: bool) -> Any:
         if keep_tasks:
             return type(dist)(mean, covar, interleaved=interleaved)
-        if mean.dim() == 0:
-            raise IndexError(
-                f"{name}: index {index!r} selects a single entry of a random variable of shape "
-                f"{tuple(batch + event_shape)}; no event dimension is left for a multivariate normal"
-            )
         return mvn_class(mean, covar)
 
     if all(_is_full(item) for item in event_items):  # batch members only
@@ -251,8 +256,6 @@ def _getitem(dist: _TorchMultivariateNormal, index: Any, event_shape: torch.Size
     members = members.expand(batch + event_shape)[tuple(items)]
     positions = grid.expand(batch + event_shape)[tuple(items)]
     keep_tasks = multitask and all(isinstance(item, slice) for item in event_items)
-    if new_mean.dim() == 0:
-        return result(new_mean, covar, keep_tasks=False)  # raises
     members = _flat(members, keep_tasks, interleaved)
     positions = _flat(positions, keep_tasks, interleaved)
     return result(new_mean, _gathered_covariance(covar, members, positions, batch), keep_tasks)
@@ -265,7 +268,7 @@ def mvn_getitem(dist: _TorchMultivariateNormal, index: Any) -> _TorchMultivariat
     :param index: any torch index of ``X``.
     :return: a distribution of the same class whose mean is ``dist.mean[index]`` and whose event is the last
         dimension of that.
-    :raises IndexError: for an index torch would reject, or one that leaves no event dimension.
+    :raises IndexError: for an index torch would reject.
     """
     return _getitem(dist, index, dist.event_shape, type(dist))
 
@@ -277,6 +280,6 @@ def mtmvn_getitem(dist: _TorchMultivariateNormal, index: Any, mvn_class: type) -
     A multitask normal (same interleaving) when the data and task dimensions are kept (sliced, or one of them
     indexed by a list), else a ``mvn_class`` over the last dimension of ``dist.mean[index]``.
 
-    :raises IndexError: for an index torch would reject, or one that leaves no event dimension.
+    :raises IndexError: for an index torch would reject.
     """
     return _getitem(dist, index, dist.event_shape, mvn_class)

@@ -31,7 +31,7 @@ from linear_operator.operators import AddedDiagLinearOperator, DiagLinearOperato
 from torch import Tensor
 from torch.distributions import MultivariateNormal as _TorchMultivariateNormal
 
-from ._columns import cholesky_factor, distinct_covariance, fold, unexpand
+from ._columns import cholesky_factor, distinct_covariance, fold, log_prob_by_cholesky, unexpand
 
 __all__ = [
     "diag_normal_log_prob",
@@ -103,8 +103,8 @@ def _diag_log_prob(diff: Tensor, variance: Tensor) -> Tensor:
 
 def _operator_log_prob(diff: Tensor, covar: LinearOperator, batch: torch.Size) -> Tensor:
     rhs, unfold = fold(diff, covar.batch_shape, batch)
-    factor = cholesky_factor(covar)
-    if factor is not None:  # one Cholesky factor and one triangular solve: the algebraic minimum
+    if log_prob_by_cholesky(covar):  # one Cholesky factor and one triangular solve: the algebraic minimum
+        factor = cholesky_factor(covar)
         whitened = torch.linalg.solve_triangular(factor, rhs, upper=False)
         inv_quad = whitened.square().sum(-2)
         logdet = 2 * factor.diagonal(dim1=-2, dim2=-1).log().sum(-1)

@@ -18,18 +18,18 @@ from linear_operator.operators import LinearOperator
 from torch import Tensor
 from torch.distributions import MultivariateNormal as _TorchMultivariateNormal
 
-from ._columns import distinct_covariance, fold
+from ._columns import ShapeError, distinct_covariance, fold
 from ._log_prob import _diagonal_variance
 
 __all__ = [
     "broadcast_loc",
-    "covariance_matrix",
     "covariance_of",
-    "entropy",
-    "expand",
-    "kl_mvn_mvn",
-    "scale_tril",
-    "unsqueeze",
+    "dense_covariance",
+    "mvn_entropy",
+    "mvn_expand",
+    "mvn_kl_divergence",
+    "mvn_unsqueeze",
+    "unbroadcasted_scale_tril",
 ]
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -56,18 +56,20 @@ def covariance_of(dist: _TorchMultivariateNormal) -> LinearOperator:
     return cached
 
 
-def covariance_matrix(dist: _TorchMultivariateNormal) -> Tensor:
+def dense_covariance(dist: _TorchMultivariateNormal) -> Tensor:
     """The dense covariance of a lazy distribution, ``batch_shape x N x N`` (expanded, as torch gives it)."""
     dense = to_dense(covariance_of(dist))
+    if dense.dim() < 2:  # the degenerate normal of a single indexed entry: its variance
+        return dense
     return dense.expand(*dist.batch_shape, *dense.shape[-2:])
 
 
-def scale_tril(dist: _TorchMultivariateNormal) -> Tensor:
+def unbroadcasted_scale_tril(dist: _TorchMultivariateNormal) -> Tensor:
     """The lower Cholesky factor of the distinct covariance (torch's ``_unbroadcasted_scale_tril``)."""
     return to_dense(covariance_of(dist).cholesky())
 
 
-def entropy(dist: _TorchMultivariateNormal) -> Tensor:
+def mvn_entropy(dist: _TorchMultivariateNormal) -> Tensor:
     r"""The entropy of a lazy distribution, of shape ``batch_shape``:
 
     .. math::
@@ -93,7 +95,7 @@ def _expandable(dist: _TorchMultivariateNormal, batch_shape: torch.Size) -> torc
     except RuntimeError:
         ok = False
     if not ok:
-        raise ValueError(
+        raise ShapeError(
             f"{type(dist).__name__}.expand: batch shape {tuple(dist.batch_shape)} cannot be expanded to "
             f"{tuple(batch_shape)} (torch's expand rules: sizes of 1 grow, other sizes must match)"
         )
@@ -115,7 +117,7 @@ def _from_scale_tril(dist: _TorchMultivariateNormal, loc: Tensor, scale_tril: Te
     return new
 
 
-def expand(dist: _TorchMultivariateNormal, batch_shape: torch.Size) -> _TorchMultivariateNormal:
+def mvn_expand(dist: _TorchMultivariateNormal, batch_shape: torch.Size) -> _TorchMultivariateNormal:
     """``dist.expand(batch_shape)``, torch's rules, nothing factorised again.
 
     A lazy distribution gets the mean and covariance expanded lazily (as upstream) and shares its distinct
@@ -141,7 +143,7 @@ def expand(dist: _TorchMultivariateNormal, batch_shape: torch.Size) -> _TorchMul
     return new
 
 
-def unsqueeze(dist: _TorchMultivariateNormal, dim: int) -> _TorchMultivariateNormal:
+def mvn_unsqueeze(dist: _TorchMultivariateNormal, dim: int) -> _TorchMultivariateNormal:
     """``dist.unsqueeze(dim)`` for a distribution whose covariance may have fewer batch dimensions than the
     distribution: the new dimension goes to the same place counted from the right, or nowhere in the covariance
     when it lies left of all of its batch dimensions (broadcasting supplies it). Nothing is factorised again.
@@ -160,11 +162,9 @@ def unsqueeze(dist: _TorchMultivariateNormal, dim: int) -> _TorchMultivariateNor
         if -from_right > covar.dim() - 1:
             return covar
         # a lazily evaluated kernel does not unsqueeze its kernel's parameters (GPyTorch 1.15.2): evaluate it first
-        return (
-            covar.evaluate_kernel().unsqueeze(from_right - 2)
-            if isinstance(covar, LinearOperator)
-            else (covar.unsqueeze(from_right - 2))
-        )
+        if isinstance(covar, LinearOperator):
+            covar = covar.evaluate_kernel()
+        return covar.unsqueeze(from_right - 2)
 
     kwargs = _multitask_kwargs(dist)
     if not dist.islazy:
@@ -176,12 +176,14 @@ def unsqueeze(dist: _TorchMultivariateNormal, dim: int) -> _TorchMultivariateNor
                 dist.covariance_matrix.unsqueeze(dim if dim >= 0 else dim - 2),
             )
         return type(dist)(new_mean, insert(to_dense(covariance_of(dist))), **kwargs)
-    new = type(dist)(new_mean, insert(dist.lazy_covariance_matrix), **kwargs)
-    new.__dict__[_DISTINCT] = insert(covariance_of(dist))
+    covar, distinct = dist.lazy_covariance_matrix, covariance_of(dist)
+    new_covar = insert(covar)
+    new = type(dist)(new_mean, new_covar, **kwargs)
+    new.__dict__[_DISTINCT] = new_covar if distinct is covar else insert(distinct)
     return new
 
 
-def kl_mvn_mvn(p_dist: _TorchMultivariateNormal, q_dist: _TorchMultivariateNormal) -> Tensor:
+def mvn_kl_divergence(p_dist: _TorchMultivariateNormal, q_dist: _TorchMultivariateNormal) -> Tensor:
     r""":math:`\mathrm{KL}(p \Vert q)` of two (multitask) multivariate normals, broadcast like torch.
 
     .. math::
@@ -198,11 +200,11 @@ def kl_mvn_mvn(p_dist: _TorchMultivariateNormal, q_dist: _TorchMultivariateNorma
     try:
         batch = torch.broadcast_shapes(p_dist.batch_shape, q_dist.batch_shape)
     except RuntimeError:
-        raise ValueError(
+        raise ShapeError(
             f"kl_divergence: batch shapes {tuple(p_dist.batch_shape)} and {tuple(q_dist.batch_shape)} do not broadcast"
         ) from None
     if p_dist.event_shape != q_dist.event_shape:
-        raise ValueError(
+        raise ShapeError(
             f"kl_divergence: event shapes {tuple(p_dist.event_shape)} and {tuple(q_dist.event_shape)} differ"
         )
     p_covar, q_covar = covariance_of(p_dist), covariance_of(q_dist)

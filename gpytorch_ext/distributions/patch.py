@@ -19,8 +19,15 @@ from .._registry import Patch, Replacement
 from ._batch_probe import batch_probe
 from ._indexing import mtmvn_getitem, mvn_getitem
 from ._log_prob import keep_validate_args, mtmvn_log_prob_method, mvn_log_prob_method
-from ._moments import broadcast_loc, entropy, expand, kl_mvn_mvn, scale_tril, unsqueeze
-from ._moments import covariance_matrix as _lazy_covariance_matrix
+from ._moments import (
+    broadcast_loc,
+    dense_covariance,
+    mvn_entropy,
+    mvn_expand,
+    mvn_kl_divergence,
+    mvn_unsqueeze,
+    unbroadcasted_scale_tril,
+)
 from ._probe import probe
 from ._sampling import mvn_rsample
 
@@ -82,7 +89,7 @@ _LOC_DOC = "The mean, ``batch_shape x N`` (expanded like torch's; the distributi
 
 def _get_scale_tril(self) -> Tensor:
     if self.islazy and getattr(self, _SCALE_TRIL) is None:
-        setattr(self, _SCALE_TRIL, scale_tril(self))
+        setattr(self, _SCALE_TRIL, unbroadcasted_scale_tril(self))
     return getattr(self, _SCALE_TRIL)
 
 
@@ -99,25 +106,25 @@ def _mtmvn_getitem(self, idx) -> MultivariateNormal:
 
 
 def _mvn_expand(self, batch_size: torch.Size) -> MultivariateNormal:
-    return expand(self, batch_size)
+    return mvn_expand(self, batch_size)
 
 
 def _mtmvn_expand(self, batch_size: torch.Size) -> MultitaskMultivariateNormal:
-    return expand(self, batch_size)
+    return mvn_expand(self, batch_size)
 
 
 def _mvn_unsqueeze(self, dim: int) -> MultivariateNormal:
-    return unsqueeze(self, dim)
+    return mvn_unsqueeze(self, dim)
 
 
 def _mvn_entropy(self) -> Tensor:
     if not self.islazy:
         return _mvn_entropy.__wrapped__(self)
-    return entropy(self)
+    return mvn_entropy(self)
 
 
 def _kl_mvn_mvn(p_dist: MultivariateNormal, q_dist: MultivariateNormal) -> Tensor:
-    return kl_mvn_mvn(p_dist, q_dist)
+    return mvn_kl_divergence(p_dist, q_dist)
 
 
 class _KLRegistration:
@@ -145,7 +152,7 @@ def _batch_replacements() -> list[Replacement]:
     original_covariance_matrix = mvn["covariance_matrix"]
 
     def covariance_matrix(self) -> Tensor:  # named as the lazy property caches it on the instance
-        return _lazy_covariance_matrix(self) if self.islazy else original_covariance_matrix.wrapped(self)
+        return dense_covariance(self) if self.islazy else original_covariance_matrix.wrapped(self)
 
     covariance_matrix.__doc__ = "The covariance, ``batch_shape x N x N`` (expanded, as torch gives it)."
     covariance_matrix_property = lazy_property(covariance_matrix)

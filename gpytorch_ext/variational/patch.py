@@ -13,14 +13,14 @@ __all__ = ["PATCH"]
 
 
 def _imvs_call(self, x: Tensor, task_indices: Tensor | None = None, prior: bool = False, **kwargs):
-    batch = base_batch_shape(self.base_variational_strategy, self.num_tasks, self.task_dim)
-    x, task_indices = align_inputs(x, task_indices, batch, self.task_dim, self.num_tasks, type(self).__name__)
+    batch_shape = base_batch_shape(self.base_variational_strategy, self.num_tasks, self.task_dim)
+    x, task_indices = align_inputs(x, task_indices, batch_shape, self.task_dim, self.num_tasks, type(self).__name__)
     return _imvs_call.__wrapped__(self, x, task_indices=task_indices, prior=prior, **kwargs)
 
 
 def _lmc_call(self, x: Tensor, *, task_indices: Tensor | None = None, prior: bool = False, **kwargs):
-    batch = base_batch_shape(self.base_variational_strategy, self.num_latents, self.latent_dim)
-    x, task_indices = align_inputs(x, task_indices, batch, self.latent_dim, self.num_latents, type(self).__name__)
+    batch_shape = base_batch_shape(self.base_variational_strategy, self.num_latents, self.latent_dim)
+    x, task_indices = align_inputs(x, task_indices, batch_shape, self.latent_dim, self.num_latents, type(self).__name__)
     return _lmc_call.__wrapped__(self, x, task_indices=task_indices, prior=prior, **kwargs)
 
 
