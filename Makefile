@@ -8,7 +8,8 @@ JOBS       ?= 2
 PY  := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo test test-source upstream upstream-verify upstream-verify-linear-operator upstream-suite lint bench wheel clean
+.PHONY: demo test test-source upstream upstream-verify upstream-verify-linear-operator upstream-suite \
+	upstream-suite-linear-operator lint bench wheel clean
 
 # torch first, from TORCH_SPEC: a bare `torch` requirement would pull the CUDA build.
 $(VENV)/.torch:
@@ -39,7 +40,7 @@ REPAIR_TESTS ?= tests/distributions tests/kernels tests/priors tests/botorch tes
 # linear_operator's own tests of its Matmul function: every operator's matmul tests (patches/linear_operator/)
 LINOP_TESTS ?= test/functions test/operators --pytest-args -k matmul
 
-upstream: upstream-verify upstream-verify-linear-operator upstream-suite test-source
+upstream: upstream-verify upstream-verify-linear-operator upstream-suite upstream-suite-linear-operator test-source
 
 upstream-verify: $(VENV)/.installed-test
 	$(PY) -m gpytorch_ext.staging verify --jobs $(JOBS)
@@ -49,6 +50,10 @@ upstream-verify-linear-operator: $(VENV)/.installed-test
 
 upstream-suite: $(VENV)/.installed-test
 	$(PY) -m gpytorch_ext.staging suite --monkeypatch --series-tests --jobs $(JOBS)
+
+upstream-suite-linear-operator: $(VENV)/.installed-test
+	$(PY) -m gpytorch_ext.staging suite --monkeypatch --series-tests --project linear_operator --jobs $(JOBS) \
+		--tests $(LINOP_TESTS)
 
 test-source: $(VENV)/.installed-test
 	$(PY) -m gpytorch_ext.staging prepare --dest $(SOURCE_TREE)

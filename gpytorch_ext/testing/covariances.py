@@ -801,7 +801,7 @@ class MVNBatchBattery:
                 continue  # not an index of this shape
             result = case.dist[index]
             if selected.dim() == 0:  # one entry: GPyTorch's convention, a 0-d mean and the entry's variance
-                mean, _ = random_variable_reference(case.ref, case.layout, index, False)
+                mean = case.layout.from_flat(case.ref.loc)[index]
                 variance = case.layout.from_flat(case.ref.variance)[index]
                 _close(f"[{index}]: mean", result.mean, mean)
                 _close(f"[{index}]: variance", result.covariance_matrix, variance)
