@@ -9,7 +9,8 @@ JOBS       ?= 2
 PY  := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: demo demo-env test test-source upstream upstream-verify upstream-suite lint bench figures wheel clean
+.PHONY: demo demo-env test test-source upstream upstream-verify upstream-verify-linear-operator upstream-suite \
+	upstream-suite-linear-operator lint bench figures wheel clean
 
 # torch first, from TORCH_SPEC: a bare `torch` requirement would pull the CUDA build. (Any virtual environment:
 # .venv for development, $(DEMO_VENV) for the demo.)
@@ -46,19 +47,30 @@ test: $(VENV)/.installed-test
 # GPyTorch's own test suite (from its pinned source distribution) against our repairs, both ways, and our repair
 # tests against the patched source: see patches/README.md.
 SOURCE_TREE ?= .cache/gpytorch-src
-REPAIR_TESTS ?= tests/distributions tests/kernels tests/priors tests/botorch
+LINOP_TREE ?= .cache/linear-operator-src
+REPAIR_TESTS ?= tests/distributions tests/kernels tests/priors tests/botorch tests/variational tests/operators
+# linear_operator's own tests of its Matmul function: every operator's matmul tests (patches/linear_operator/)
+LINOP_TESTS ?= test/functions test/operators --pytest-args -k matmul
 
-upstream: upstream-verify upstream-suite test-source
+upstream: upstream-verify upstream-verify-linear-operator upstream-suite upstream-suite-linear-operator test-source
 
 upstream-verify: $(VENV)/.installed-test
 	$(PY) -m gpytorch_ext.staging verify --jobs $(JOBS)
 
+upstream-verify-linear-operator: $(VENV)/.installed-test
+	$(PY) -m gpytorch_ext.staging verify --project linear_operator --jobs $(JOBS) --tests $(LINOP_TESTS)
+
 upstream-suite: $(VENV)/.installed-test
 	$(PY) -m gpytorch_ext.staging suite --monkeypatch --series-tests --jobs $(JOBS)
 
+upstream-suite-linear-operator: $(VENV)/.installed-test
+	$(PY) -m gpytorch_ext.staging suite --monkeypatch --series-tests --project linear_operator --jobs $(JOBS) \
+		--tests $(LINOP_TESTS)
+
 test-source: $(VENV)/.installed-test
 	$(PY) -m gpytorch_ext.staging prepare --dest $(SOURCE_TREE)
-	PYTHONPATH="$(abspath $(SOURCE_TREE))" GPYTORCH_EXT_AUTOPATCH=0 \
+	$(PY) -m gpytorch_ext.staging prepare --project linear_operator --dest $(LINOP_TREE)
+	PYTHONPATH="$(abspath $(SOURCE_TREE)):$(abspath $(LINOP_TREE))" GPYTORCH_EXT_AUTOPATCH=0 \
 		$(PY) -m pytest -n $(JOBS) --impl=source $(REPAIR_TESTS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test

@@ -1,7 +1,9 @@
-"""Batch-safe multivariate normal log-densities (patch ``mvn-log-prob``).
+"""Multivariate normals that broadcast like torch (patches ``mvn-log-prob`` and ``mvn-batch``).
 
 - :class:`MultivariateNormal`, :class:`MultitaskMultivariateNormal`: drop-in subclasses of GPyTorch's
-  distributions whose ``log_prob`` broadcasts like torch and factorises each covariance once.
+  distributions whose mean and covariance batch shapes broadcast as in :class:`torch.distributions.MultivariateNormal`
+  (``log_prob``, ``mean``, ``covariance_matrix``, sampling, indexing, ``expand``, entropy, KL divergence), with one
+  factorisation per distinct covariance.
 - :func:`diag_normal_log_prob`: the log-density of independent normals for tensors of any rank.
 """
 

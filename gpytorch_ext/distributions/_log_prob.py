@@ -8,12 +8,16 @@ The algorithm:
 
 1. The batch shape of the result is ``broadcast(value.shape[:-1], mean.shape[:-1], covariance.batch_shape)``,
    computed before any linear algebra; shapes that do not broadcast raise a ``ValueError`` naming all three.
-2. Batch dimensions that the covariance does not have (missing, or of size 1 where the result's is larger) are
-   moved into extra right-hand-side columns, so that a single ``inv_quad_logdet`` call on the *un-repeated*
-   covariance computes every quadratic form; its log-determinant is computed once and broadcast.
-3. Diagonal covariances (``DiagLinearOperator``, ``ConstantDiagLinearOperator`` and ``AddedDiagLinearOperator``
+2. Batch dimensions that the covariance does not have (missing, of size 1 where the result's is larger, or only
+   repeated by ``expand``) are moved into extra right-hand-side columns, so that a single ``inv_quad_logdet``
+   call on the *un-repeated* covariance computes every quadratic form; its log-determinant is computed once and
+   broadcast.
+3. On linear_operator's Cholesky path, a covariance that linear_operator factorises as a dense matrix costs one
+   Cholesky factorisation and one triangular solve (the factor is cached on the operator, as linear_operator
+   caches its own).
+4. Diagonal covariances (``DiagLinearOperator``, ``ConstantDiagLinearOperator`` and ``AddedDiagLinearOperator``
    sums of those) are evaluated in closed form, elementwise.
-4. A dense (non-lazy) distribution reuses the Cholesky factor that torch computed at construction.
+5. A dense (non-lazy) distribution reuses the Cholesky factor that torch computed at construction.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from linear_operator import to_linear_operator
 from linear_operator.operators import AddedDiagLinearOperator, DiagLinearOperator, LinearOperator
 from torch import Tensor
 from torch.distributions import MultivariateNormal as _TorchMultivariateNormal
+
+from ._columns import cholesky_factor, distinct_covariance, fold, log_prob_by_cholesky, unexpand
 
 __all__ = [
     "diag_normal_log_prob",
@@ -59,40 +65,6 @@ def _batch_shape(value: Tensor, mean: Tensor, covar_shape: torch.Size) -> torch.
         return torch.broadcast_shapes(value.shape[:-1], mean.shape[:-1], covar_shape[:-2])
     except RuntimeError:
         raise _fail("the batch shapes do not broadcast") from None
-
-
-def _unexpand(tensor: Tensor, num_event_dims: int) -> Tensor:
-    """Undo ``expand`` on the batch dimensions: dimensions of stride 0 become size 1 (a view, no copy)."""
-    for dim in range(tensor.dim() - num_event_dims):
-        if tensor.stride(dim) == 0 and tensor.size(dim) > 1:
-            tensor = tensor.narrow(dim, 0, 1)
-    return tensor
-
-
-def _fold(diff: Tensor, covar_batch: torch.Size, batch: torch.Size) -> tuple[Tensor, callable]:
-    r"""Arrange ``diff`` as right-hand sides for a covariance of batch shape ``covar_batch``.
-
-    Dimensions of ``batch`` that the covariance lacks (missing, or of size 1 where ``batch`` is larger) become
-    columns: the result has shape ``covar_batch x N x K``. The returned ``unfold`` maps a per-column result of
-    shape ``covar_batch x K`` back to ``batch``.
-    """
-    n = diff.size(-1)
-    ndim = len(batch)
-    diff = diff.expand(*batch, n)
-    padded = (1,) * (ndim - len(covar_batch)) + tuple(covar_batch)
-    extra = [i for i in range(ndim) if padded[i] == 1 and batch[i] != 1]
-    keep = [i for i in range(ndim) if not (padded[i] == 1 and batch[i] != 1)]
-    num_cols = math.prod(batch[i] for i in extra)
-    rhs = diff.permute([*keep, ndim, *extra]).reshape(*covar_batch, n, num_cols)
-    inverse = [0] * ndim
-    for position, dim in enumerate(keep + extra):
-        inverse[dim] = position
-
-    def unfold(per_column: Tensor) -> Tensor:
-        per_column = per_column.reshape(tuple(batch[i] for i in keep + extra))
-        return per_column.permute(inverse)
-
-    return rhs, unfold
 
 
 # --- the three evaluation paths -------------------------------------------------------------------------------
@@ -130,18 +102,24 @@ def _diag_log_prob(diff: Tensor, variance: Tensor) -> Tensor:
 
 
 def _operator_log_prob(diff: Tensor, covar: LinearOperator, batch: torch.Size) -> Tensor:
-    rhs, unfold = _fold(diff, covar.batch_shape, batch)
-    inv_quad, logdet = covar.inv_quad_logdet(inv_quad_rhs=rhs, logdet=True, reduce_inv_quad=False)
+    rhs, unfold = fold(diff, covar.batch_shape, batch)
+    if log_prob_by_cholesky(covar):  # one Cholesky factor and one triangular solve: the algebraic minimum
+        factor = cholesky_factor(covar)
+        whitened = torch.linalg.solve_triangular(factor, rhs, upper=False)
+        inv_quad = whitened.square().sum(-2)
+        logdet = 2 * factor.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    else:
+        inv_quad, logdet = covar.inv_quad_logdet(inv_quad_rhs=rhs, logdet=True, reduce_inv_quad=False)
     return _finish(unfold(inv_quad), logdet, covar.size(-1))
 
 
 def _tril_log_prob(value: Tensor, mean: Tensor, scale_tril: Tensor) -> Tensor:
     """Log-density from a lower Cholesky factor ``scale_tril`` (``... x N x N``), torch's algorithm, batch-safe."""
-    scale_tril = _unexpand(scale_tril, 2)
+    scale_tril = unexpand(scale_tril, 2)
     batch = _batch_shape(value, mean, scale_tril.shape)
     if batch.numel() == 0:
         return (value - mean).new_zeros(batch)
-    rhs, unfold = _fold(value - mean, scale_tril.shape[:-2], batch)
+    rhs, unfold = fold(value - mean, scale_tril.shape[:-2], batch)
     whitened = torch.linalg.solve_triangular(scale_tril, rhs, upper=False)
     logdet = 2 * scale_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     return _finish(unfold(whitened.square().sum(-2)), logdet, scale_tril.size(-1))
@@ -166,9 +144,7 @@ def mvn_log_prob(
     if isinstance(mean, LinearOperator):
         mean = mean.to_dense()
     batch = _batch_shape(value, mean, covariance.shape)
-    if isinstance(covariance, Tensor):
-        covariance = to_linear_operator(_unexpand(covariance, 2))
-    covariance = covariance.evaluate_kernel()
+    covariance = to_linear_operator(distinct_covariance(covariance)).evaluate_kernel()
     diff = value - mean
     if batch.numel() == 0:
         return diff.new_zeros(batch)

@@ -14,7 +14,7 @@ from pathlib import Path
 from ._baseline import BASELINE_PATH, Baseline, compare, load_baseline
 from ._git import PRISTINE_TAG, GitError, git
 from ._runner import SuiteRunError, run_suite
-from ._sdist import PINNED_VERSION, FetchError, fetch_sdist
+from ._sdist import PINNED_VERSION, PINNED_VERSIONS, PROJECTS, FetchError, fetch_sdist
 from ._series import SeriesError, default_patches_dir, read_series, unlisted_patches
 from ._status import check_series, series_status
 from ._tree import MARKER, SeriesApplyError, Tree, build_tree, remove_own_dir, replace_dir
@@ -45,7 +45,7 @@ def _describe_series(patches: Sequence[Path]) -> str:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    _say(str(fetch_sdist(args.gpytorch_version)))
+    _say(str(fetch_sdist(args.gpytorch_version, project=args.project)))
     return _OK
 
 
@@ -57,17 +57,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     patches = _series(args)
-    sdist = fetch_sdist(args.gpytorch_version)
+    sdist = fetch_sdist(args.gpytorch_version, project=args.project)
     try:
         check_series(patches, args.gpytorch_version, sdist=sdist)
     except SeriesApplyError as exc:
         _say(f"FAILED: {exc}")
         return _FAILED
-    _say(f"OK: {_describe_series(patches)} apply cleanly to gpytorch {args.gpytorch_version} ({sdist.name})")
+    _say(f"OK: {_describe_series(patches)} apply cleanly to {args.project} {args.gpytorch_version} ({sdist.name})")
     return _OK
 
 
-def _build_into(dest: Path, patches: Sequence[Path], version: str, *, keep_partial: bool = False) -> Tree:
+def _build_into(
+    dest: Path, patches: Sequence[Path], version: str, *, keep_partial: bool = False, project: str = "gpytorch"
+) -> Tree:
     """Build the patched tree in a sibling temporary directory, then move it to ``dest`` (replacing a previous one).
 
     :param keep_partial: when a patch does not apply, still move the tree (with the patches before it) to ``dest``.
@@ -77,7 +79,7 @@ def _build_into(dest: Path, patches: Sequence[Path], version: str, *, keep_parti
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
         try:
-            tree = build_tree(staging, patches, version=version)
+            tree = build_tree(staging, patches, version=version, project=project)
         except SeriesApplyError as exc:
             if keep_partial and exc.root is not None:
                 _move(exc.root, dest)
@@ -101,12 +103,12 @@ def _move(root: Path, dest: Path) -> None:
 def _cmd_prepare(args: argparse.Namespace) -> int:
     patches = _series(args)
     try:
-        tree = _build_into(Path(args.dest), patches, args.gpytorch_version)
+        tree = _build_into(Path(args.dest), patches, args.gpytorch_version, project=args.project)
     except SeriesApplyError as exc:
         _say(f"FAILED: {exc}")
         return _FAILED
     _say(
-        f"patched GPyTorch {args.gpytorch_version} source ({_describe_series(patches)}) in {tree.root}",
+        f"patched {_label(args)} {args.gpytorch_version} source ({_describe_series(patches)}) in {tree.root}",
         f"use it with: PYTHONPATH={tree.root} GPYTORCH_EXT_AUTOPATCH=0 pytest tests --impl=source",
     )
     return _OK
@@ -119,7 +121,7 @@ def _cmd_develop(args: argparse.Namespace) -> int:
         return _ERROR
     patches = _series(args)
     try:
-        tree = _build_into(dest, patches, args.gpytorch_version, keep_partial=True)
+        tree = _build_into(dest, patches, args.gpytorch_version, keep_partial=True, project=args.project)
     except SeriesApplyError as exc:
         _say(
             f"FAILED: {exc}",
@@ -131,7 +133,7 @@ def _cmd_develop(args: argparse.Namespace) -> int:
     log = git(tree.root, "log", "--oneline", f"{PRISTINE_TAG}..HEAD").stdout.strip()
     patches_dir = Path(args.patches or default_patches_dir()).resolve()
     _say(
-        f"GPyTorch {args.gpytorch_version} checkout in {tree.root}: tag '{PRISTINE_TAG}' is the release, "
+        f"{_label(args)} {args.gpytorch_version} checkout in {tree.root}: tag '{PRISTINE_TAG}' is the release, "
         f"then one commit per patch ({len(patches)}):",
         *(["  " + line for line in log.splitlines()] or ["  (none)"]),
         "edit, commit (one commit per repair), then regenerate the patches with:",
@@ -151,21 +153,21 @@ def _run(args: argparse.Namespace, mode: str) -> int:
     else:
         workdir = Path(tempfile.mkdtemp(prefix="gpytorch-ext-staging-"))
     try:
-        sdist = fetch_sdist(args.gpytorch_version)
-        title = "patched source" if mode == "source" else "installed GPyTorch + pytest --gpytorch-ext"
-        _say(f"== GPyTorch {args.gpytorch_version} test suite: {title}", f"sdist:   {sdist}")
+        sdist = fetch_sdist(args.gpytorch_version, project=args.project)
+        title = "patched source" if mode == "source" else f"installed {_label(args)} + pytest --gpytorch-ext"
+        _say(f"== {_label(args)} {args.gpytorch_version} test suite: {title}", f"sdist:   {sdist}")
         if mode == "source" or args.series_tests:
             _say(f"series:  {_describe_series(patches)}")
         else:
             _say("series:  not applied (the release's own tests; --series-tests applies the series' test changes)")
         try:
-            tree = build_tree(workdir, patches, version=args.gpytorch_version, sdist=sdist)
+            tree = build_tree(workdir, patches, version=args.gpytorch_version, sdist=sdist, project=args.project)
         except SeriesApplyError as exc:
             _say(f"FAILED: the series does not apply: {exc}")
             return _FAILED
         if mode == "monkeypatch":
             # the unpacked package must not shadow the installed one (pytest puts the rootdir first on sys.path)
-            (tree.root / "gpytorch").rename(tree.root / "gpytorch.unpacked-source-not-imported")
+            (tree.root / args.project).rename(tree.root / f"{args.project}.unpacked-source-not-imported")
         tests = list(args.tests or ["test"])
         missing = [t for t in tests if not (tree.root / t.split("::", 1)[0]).exists()]
         if missing:
@@ -175,7 +177,7 @@ def _run(args: argparse.Namespace, mode: str) -> int:
             run = run_suite(
                 tree.root, tests, mode=mode, jobs=args.jobs, workdir=workdir, quiet=args.quiet,
                 extra=args.pytest_args, announce=_say,
-                timeout=args.timeout or None,
+                timeout=args.timeout or None, package=args.project,
             )  # fmt: skip
         except SuiteRunError as exc:
             _say(f"error: {exc}")
@@ -184,8 +186,8 @@ def _run(args: argparse.Namespace, mode: str) -> int:
         comparison = compare(baseline, run.results, full=full)
         _say(
             "",
-            f"== GPyTorch {args.gpytorch_version} test suite: {title}",
-            f"gpytorch imported from: {run.gpytorch_file}",
+            f"== {_label(args)} {args.gpytorch_version} test suite: {title}",
+            f"{args.project} imported from: {run.gpytorch_file}",
             *([run.plugin_header] if run.plugin_header else []),
             f"tests: {' '.join(tests)}   wall time: {run.wall_s:.0f} s   jobs: {args.jobs}",
             comparison.report(),
@@ -210,14 +212,17 @@ def _write_baseline(path: Path, run, args: argparse.Namespace, tests: Sequence[s
             return "not installed"
 
     info = {
-        "gpytorch": args.gpytorch_version,
+        args.project: args.gpytorch_version,
         "environment": {
             "python": platform.python_version(),
             **{name: version(name) for name in ("torch", "linear-operator", "pykeops", "pytest", "pytest-xdist")},
             "cpus": os.cpu_count(),
         },
-        "command": f"python -m gpytorch_ext.staging {args.command} --tests {' '.join(tests)} --jobs {args.jobs}"
-        + (" --no-series" if not patches else ""),
+        "command": f"python -m gpytorch_ext.staging {args.command}"
+        + (f" --project {args.project}" if args.project != "gpytorch" else "")
+        + f" --tests {' '.join(tests)} --jobs {args.jobs}"
+        + (" --no-series" if not patches else "")
+        + (f" --pytest-args {' '.join(args.pytest_args)}" if args.pytest_args else ""),
         "wall_time_s": round(run.wall_s),
     }
     path.write_text(json.dumps(Baseline.from_results(run.results, **info).to_json(), indent=2) + "\n", encoding="utf-8")
@@ -243,7 +248,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--gpytorch-version", default=PINNED_VERSION, help=f"GPyTorch release (default {PINNED_VERSION})"
+        "--project",
+        choices=PROJECTS,
+        default="gpytorch",
+        help="the project whose release the series patches (default gpytorch; linear_operator: its series in "
+        "patches/linear_operator)",
+    )
+    common.add_argument(
+        "--gpytorch-version",
+        default=None,
+        help=f"the release (default {PINNED_VERSION}, or the pinned release of --project)",
     )
     common.add_argument("--patches", type=Path, default=None, help="directory with 'series' (default: patches/)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -288,9 +302,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _label(args: argparse.Namespace) -> str:
+    return "GPyTorch" if args.project == "gpytorch" else args.project
+
+
+def _resolve_project(args: argparse.Namespace) -> None:
+    """Defaults that depend on ``--project``: the release, the series (``patches/<project>/``), the baseline."""
+    project = getattr(args, "project", "gpytorch")
+    args.project = project
+    if getattr(args, "gpytorch_version", "") is None:
+        args.gpytorch_version = PINNED_VERSIONS[project]
+    if project != "gpytorch":
+        if getattr(args, "patches", "") is None:
+            args.patches = default_patches_dir() / project
+        if getattr(args, "baseline", "") is None:
+            args.baseline = BASELINE_PATH.with_name(f"baseline_{project}.json")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m gpytorch_ext.staging``; returns the exit status (0 OK, 1 failed, 2 error)."""
     args = _parser().parse_args(argv)
+    _resolve_project(args)
     handler = {
         "fetch": _cmd_fetch,
         "check": _cmd_check,

@@ -52,25 +52,26 @@ def _environment(root: Path, mode: str) -> dict[str, str]:
     return env
 
 
-def gpytorch_import_path(root: Path, mode: str) -> str:
-    """``gpytorch.__file__`` as the suite's interpreter will resolve it (same working directory and environment).
+def gpytorch_import_path(root: Path, mode: str, package: str = "gpytorch") -> str:
+    """``gpytorch.__file__`` (``package.__file__``) as the suite's interpreter will resolve it (same working
+    directory and environment).
 
     :raises SuiteRunError: when it is not the tree's package in ``"source"`` mode, or is the tree's package in
         ``"monkeypatch"`` mode.
     """
-    code = "import sys, gpytorch; sys.stdout.write('\\n' + gpytorch.__file__ + '\\n')"
+    code = f"import sys, {package}; sys.stdout.write('\\n' + {package}.__file__ + '\\n')"
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=root, env=_environment(root, mode), capture_output=True, text=True,
         stdin=subprocess.DEVNULL, timeout=300,
     )  # fmt: skip
     if proc.returncode != 0:
-        raise SuiteRunError(f"cannot import gpytorch for the {mode} run:\n{proc.stderr.strip()[-2000:]}")
+        raise SuiteRunError(f"cannot import {package} for the {mode} run:\n{proc.stderr.strip()[-2000:]}")
     path = proc.stdout.strip().splitlines()[-1]
     inside = Path(path).resolve().is_relative_to(root.resolve())
     if mode == "source" and not inside:
-        raise SuiteRunError(f"the source run would import gpytorch from {path}, not from the patched tree {root}")
+        raise SuiteRunError(f"the source run would import {package} from {path}, not from the patched tree {root}")
     if mode == "monkeypatch" and inside:
-        raise SuiteRunError(f"the monkeypatch run would import the unpacked gpytorch {path}, not the installed one")
+        raise SuiteRunError(f"the monkeypatch run would import the unpacked {package} {path}, not the installed one")
     return path
 
 
@@ -106,6 +107,7 @@ def run_suite(
     timeout: float | None = None,
     extra: Sequence[str] = (),
     announce: Callable[[str], None] | None = None,
+    package: str = "gpytorch",
 ) -> SuiteRun:
     """Run GPyTorch's tests in the unpacked tree ``root`` and parse the results.
 
@@ -123,18 +125,19 @@ def run_suite(
     :param extra: further pytest arguments.
     :param announce: called with a short header (where ``gpytorch`` is imported from, the command) before pytest
         starts.
+    :param package: the package the tree carries (``"gpytorch"``, or ``"linear_operator"`` for its series).
     :raises SuiteRunError: when the wrong ``gpytorch`` would be imported, pytest cannot run the tests, or on time-out.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     workdir = workdir or root.parent
-    gpytorch_file = gpytorch_import_path(root, mode)
+    gpytorch_file = gpytorch_import_path(root, mode, package)
     junit, log, ini = workdir / "junit.xml", workdir / "pytest.log", workdir / "pytest.ini"
     ini.write_text("[pytest]\n# empty: GPyTorch's source distribution has no pytest configuration\n", encoding="utf-8")
     junit.unlink(missing_ok=True)
     cmd = pytest_command(root, tests, mode=mode, junit=junit, ini=ini, jobs=jobs, extra=extra)
     if announce is not None:
-        announce(f"gpytorch imported from: {gpytorch_file}\npytest: {shlex.join(cmd)}\n(cwd {root})")
+        announce(f"{package} imported from: {gpytorch_file}\npytest: {shlex.join(cmd)}\n(cwd {root})")
     start = time.monotonic()
     output: list[str] = []
     proc = subprocess.Popen(

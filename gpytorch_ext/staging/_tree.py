@@ -63,8 +63,10 @@ def build_tree(
     version: str = PINNED_VERSION,
     sdist: Path | None = None,
     commit: bool = True,
+    project: str = "gpytorch",
 ) -> Tree:
-    """Unpack GPyTorch ``version`` into ``parent``, make it a git repository, and apply ``patches`` in order.
+    """Unpack GPyTorch (or ``project``) ``version`` into ``parent``, make it a git repository, and apply ``patches``
+    in order.
 
     The release as unpacked is committed and tagged ``pristine``, so ``git diff pristine`` and
     ``git format-patch pristine..HEAD`` work in the result.
@@ -73,11 +75,13 @@ def build_tree(
     :param patches: the patch files to apply, in order (see :func:`~gpytorch_ext.staging.read_series`).
     :param sdist: the source distribution to use (default: fetch or reuse the cached one).
     :param commit: commit each patch (needed for ``git format-patch``); otherwise only the files change.
+    :param project: the project whose source distribution to unpack (``"gpytorch"`` or ``"linear_operator"``).
     :raises SeriesApplyError: when a patch does not apply.
     """
-    archive = sdist if sdist is not None else fetch_sdist(version)
+    archive = sdist if sdist is not None else fetch_sdist(version, project=project)
     root = unpack_sdist(archive, parent)
-    init_pristine(root, f"GPyTorch {version} as released (source distribution {archive.name})")
+    label = "GPyTorch" if project == "gpytorch" else project
+    init_pristine(root, f"{label} {version} as released (source distribution {archive.name})")
     tree = Tree(root=root, version=version)
     try:
         tree.applied = check_series_in(root, patches, commit=commit)

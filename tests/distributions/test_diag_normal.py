@@ -85,7 +85,7 @@ def test_mvn_diagonal_path_equals_independent_normal_without_a_matrix(make):
         covar = ConstantDiagLinearOperator(variance, diag_shape=n)
     mean = torch.randn(n, generator=gen, dtype=F64)
     value = torch.randn(3, n, generator=gen, dtype=F64)
-    from ._battery import spy_linear_algebra
+    from gpytorch_ext.testing.covariances import spy_linear_algebra
 
     with spy_linear_algebra() as calls:
         got = gpytorch.distributions.MultivariateNormal(mean, covar).log_prob(value)

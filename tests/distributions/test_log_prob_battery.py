@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from . import _covariances as cov
-from ._battery import MVNLogProbBattery
+import gpytorch_ext.testing.covariances as cov
+from gpytorch_ext.testing.covariances import MVNLogProbBattery
 
 
 class TestDenseTensor(MVNLogProbBattery):

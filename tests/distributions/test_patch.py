@@ -12,6 +12,7 @@ from linear_operator.operators import DenseLinearOperator
 from torch.distributions import MultivariateNormal as TorchMVN
 
 import gpytorch_ext.distributions as ext
+from gpytorch_ext.testing import PatchTestCase
 
 F64 = torch.float64
 
@@ -29,7 +30,7 @@ def test_fast_computations_off_uses_torchs_cholesky_algorithm(stock):
     reference = TorchMVN(torch.zeros(4, dtype=F64), dense).log_prob(value)
     with gpytorch.settings.fast_computations(log_prob=False):
         if stock:
-            with stock("mvn-log-prob"), pytest.raises(RuntimeError):
+            with stock("mvn-log-prob", "mvn-batch"), pytest.raises(RuntimeError):
                 dist.log_prob(value)  # upstream calls torch's log_prob, which assumes an expanded mean
         with mock.patch.object(DenseLinearOperator, "inv_quad_logdet") as iterative:
             got = dist.log_prob(value)
@@ -64,6 +65,18 @@ def test_validate_args_validates_the_value_like_torch(cls):
     assert torch.isnan(quiet.log_prob(nan_value))
 
 
+class TestMvnLogProbPatch(PatchTestCase):
+    patch_name = "mvn-log-prob"
+    upstream_summary = "fail"
+    patched_summary = "0 of "
+
+
+class TestMvnBatchPatch(PatchTestCase):
+    patch_name = "mvn-batch"
+    upstream_summary = "fail"
+    patched_summary = "0 of "
+
+
 def test_patch_replaces_log_prob_on_gpytorch_classes(impl):
     if impl == "source":
         pytest.skip("checks the monkey-patch")
@@ -80,7 +93,7 @@ def test_drop_in_classes_work_without_the_patch(stock):
     covar = kernel(torch.rand(2, 4, 1, dtype=F64)).add_jitter(0.1)
     mean, value = torch.zeros(1, 4, dtype=F64), torch.randn(1, 4, dtype=F64)
     reference = TorchMVN(mean, covar.to_dense()).log_prob(value)
-    with stock("mvn-log-prob") if stock else contextlib.nullcontext():
+    with stock("mvn-log-prob", "mvn-batch") if stock else contextlib.nullcontext():
         got = ext.MultivariateNormal(mean, covar).log_prob(value)
         mt = ext.MultitaskMultivariateNormal(mean.view(1, 2, 2), covar, interleaved=False)
         got_mt = mt.log_prob(value.view(1, 2, 2))

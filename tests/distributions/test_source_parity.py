@@ -1,9 +1,10 @@
-"""The source patch ``patches/0001-mvn-log-prob.patch`` and the monkey-patch are the same code.
+"""The source patches ``patches/0001-mvn-log-prob.patch`` and ``patches/0004-mvn-batch.patch`` and the
+monkey-patches are the same code.
 
-The patch vendors :mod:`gpytorch_ext.distributions._log_prob` into GPyTorch's tree as
-``gpytorch/distributions/_log_prob.py``. The only difference allowed is the documented import-line rewrite
+The patches vendor the modules of :mod:`gpytorch_ext.distributions` named in :data:`PATCHES` into GPyTorch's tree
+as ``gpytorch/distributions/<name>.py``. The only difference allowed is the documented import-line rewrite
 (:func:`vendor`): top-level absolute ``from gpytorch... import ...`` lines become relative imports, placed in a
-block of their own after the other imports (isort's order, as in GPyTorch's sources). If the package module
+block of their own after the other imports (isort's order, as in GPyTorch's sources). If a package module
 changes, regenerate the patch (see ``patches/README.md``) or these tests fail.
 """
 
@@ -21,15 +22,38 @@ from tests._patchfile import added_files
 ROOT = Path(__file__).resolve().parents[2]
 PATCH_FILE = ROOT / "patches" / "0001-mvn-log-prob.patch"
 
-#: file added by the patch -> the package module it vendors
-VENDORED = {"gpytorch/distributions/_log_prob.py": "gpytorch_ext.distributions._log_prob"}
+#: patch file -> (vendored file -> the package module it vendors)
+PATCHES = {
+    "0001-mvn-log-prob.patch": {
+        "gpytorch/distributions/_log_prob.py": "gpytorch_ext.distributions._log_prob",
+        "gpytorch/distributions/_columns.py": "gpytorch_ext.distributions._columns",
+    },
+    "0004-mvn-batch.patch": {
+        "gpytorch/distributions/_moments.py": "gpytorch_ext.distributions._moments",
+        "gpytorch/distributions/_sampling.py": "gpytorch_ext.distributions._sampling",
+        "gpytorch/distributions/_indexing.py": "gpytorch_ext.distributions._indexing",
+    },
+}
+VENDORED = PATCHES["0001-mvn-log-prob.patch"]
 
-#: what the repaired methods of GPyTorch's classes must do: the bodies of the replacements in ``patch.py``
-METHOD_BODIES = (
-    "        keep_validate_args(self, validate_args)\n",  # MultivariateNormal.__init__ (appended)
-    "        return mvn_log_prob_method(self, value)\n",  # MultivariateNormal.log_prob
-    "        return mtmvn_log_prob_method(self, value)\n",  # MultitaskMultivariateNormal.log_prob
-)
+#: what the repaired methods of GPyTorch's classes must do: the calls the replacements in ``patch.py`` make
+METHOD_BODIES = {
+    "0001-mvn-log-prob.patch": (
+        "        keep_validate_args(self, validate_args)\n",  # MultivariateNormal.__init__ (appended)
+        "        return mvn_log_prob_method(self, value)\n",  # MultivariateNormal.log_prob
+        "        return mtmvn_log_prob_method(self, value)\n",  # MultitaskMultivariateNormal.log_prob
+    ),
+    "0004-mvn-batch.patch": (
+        "            return dense_covariance(self)\n",  # MultivariateNormal.covariance_matrix
+        "            self.__unbroadcasted_scale_tril = unbroadcasted_scale_tril(self)\n",
+        "        return mvn_rsample(self, sample_shape, base_samples)\n",
+        "        return mvn_getitem(self, idx)\n",
+        "        return mtmvn_getitem(self, idx, MultivariateNormal)\n",
+        "            return mvn_entropy(self)\n",
+        "        return mvn_unsqueeze(self, dim)\n",
+        "    return mvn_kl_divergence(p_dist, q_dist)\n",
+    ),
+}
 
 _ABSOLUTE_GPYTORCH_IMPORT = re.compile(r"from (gpytorch(?:\.\w+)*) import (.+)\n")
 
@@ -90,22 +114,26 @@ def parity_errors(patch_text: str, modules: dict[str, str]) -> list[str]:
     return errors
 
 
-def _package_sources() -> dict[str, str]:
-    return {path: Path(importlib.import_module(name).__file__).read_text() for path, name in VENDORED.items()}
+def _package_sources(vendored: dict[str, str] = VENDORED) -> dict[str, str]:
+    return {path: Path(importlib.import_module(name).__file__).read_text() for path, name in vendored.items()}
 
 
-def test_vendored_modules_equal_the_package_modules():
-    errors = parity_errors(PATCH_FILE.read_text(), _package_sources())
+@pytest.mark.parametrize("patch_name", sorted(PATCHES))
+def test_vendored_modules_equal_the_package_modules(patch_name):
+    errors = parity_errors((ROOT / "patches" / patch_name).read_text(), _package_sources(PATCHES[patch_name]))
     assert not errors, "\n".join(errors)
 
 
-def test_patched_methods_call_the_vendored_functions_like_the_monkey_patch():
-    added_lines = {line[1:] + "\n" for line in PATCH_FILE.read_text().splitlines() if line.startswith("+")}
-    missing = [body.strip() for body in METHOD_BODIES if body not in added_lines]
+@pytest.mark.parametrize("patch_name", sorted(PATCHES))
+def test_patched_methods_call_the_vendored_functions_like_the_monkey_patch(patch_name):
+    text = (ROOT / "patches" / patch_name).read_text()
+    added_lines = {line[1:] + "\n" for line in text.splitlines() if line.startswith("+")}
+    missing = [body.strip() for body in METHOD_BODIES[patch_name] if body not in added_lines]
     assert not missing, f"the source patch does not add: {missing}"
     patch_py = Path(importlib.import_module("gpytorch_ext.distributions.patch").__file__).read_text()
-    for body in METHOD_BODIES:
-        assert body.strip() in patch_py, f"patch.py no longer does {body.strip()!r}: update METHOD_BODIES and the patch"
+    for body in METHOD_BODIES[patch_name]:
+        call = body.strip().removeprefix("return ").removeprefix("self.__unbroadcasted_scale_tril = ")
+        assert call in patch_py, f"patch.py no longer calls {call!r}: update METHOD_BODIES and the patch"
 
 
 def test_parity_check_detects_a_changed_module():
@@ -115,7 +143,7 @@ def test_parity_check_detects_a_changed_module():
     path, source = next(iter(sources.items()))
     changed = source.replace("_LOG_2PI = math.log(2 * math.pi)", "_LOG_2PI = math.log(2 * math.pi) ")
     assert changed != source
-    errors = parity_errors(patch_text, {path: changed})
+    errors = parity_errors(patch_text, {**sources, path: changed})
     assert len(errors) == 1 and "regenerate the patch" in errors[0] and "_LOG_2PI" in errors[0]
     assert parity_errors(patch_text, {}) and "not known as a vendored module" in parity_errors(patch_text, {})[0]
 
@@ -137,7 +165,7 @@ def test_patched_source_carries_the_same_module(impl):
     """Under ``--impl=source`` the imported GPyTorch has the vendored module, identical to the package's."""
     if impl != "source":
         pytest.skip("checks the patched source tree")
-    for path, source in _package_sources().items():
+    for path, source in _package_sources({p: m for v in PATCHES.values() for p, m in v.items()}).items():
         module = importlib.import_module(path[: -len(".py")].replace("/", "."))
         package = path.rsplit("/", 1)[0].replace("/", ".")
         assert Path(module.__file__).read_text() == vendor(source, package)

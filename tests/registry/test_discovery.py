@@ -7,7 +7,16 @@ import json
 
 from tests.registry._fake_dist import run_python, write_fake_dist
 
-SHIPPED = {"mvn-log-prob", "keops-kernels", "constraint-aware-priors", "shared-parameters", "prior-terms"}
+SHIPPED = {
+    "mvn-log-prob",
+    "keops-kernels",
+    "constraint-aware-priors",
+    "prior-terms",
+    "shared-parameters",
+    "mvn-batch",
+    "multitask-batched-inputs",
+    "matmul-vector-backward",
+}
 
 
 def test_installed_metadata_declares_the_shipped_patches_and_the_pytest_plugin():
