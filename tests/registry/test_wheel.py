@@ -52,13 +52,15 @@ def test_every_package_of_the_source_tree_is_in_the_wheel(built):
 
 def test_the_wheel_ships_the_series_the_typing_marker_and_the_test_kit(built):
     names, _, _ = _contents(built[0])
-    series = read_series(ROOT / "patches")
-    assert series
-    shipped = {f"gpytorch_ext/staging/series/{p.name}" for p in series} | {"gpytorch_ext/staging/series/series"}
-    assert shipped <= names
-    assert "gpytorch_ext/staging/baseline.json" in names
+    for project, folder in (("", ROOT / "patches"), ("linear_operator/", ROOT / "patches" / "linear_operator")):
+        series = read_series(folder)
+        assert series
+        shipped = {f"gpytorch_ext/staging/series/{project}{p.name}" for p in series}
+        assert shipped | {f"gpytorch_ext/staging/series/{project}series"} <= names
+    assert {"gpytorch_ext/staging/baseline.json", "gpytorch_ext/staging/baseline_linear_operator.json"} <= names
     assert "gpytorch_ext/py.typed" in names
-    assert {"gpytorch_ext/testing/__init__.py", "gpytorch_ext/testing/patch_case.py"} <= names
+    kit = {"__init__", "patch_case", "covariances", "keops", "priors", "tying"}
+    assert {f"gpytorch_ext/testing/{m}.py" for m in kit} <= names
 
 
 def test_metadata_and_entry_points(built):
