@@ -82,7 +82,7 @@ wheel: $(VENV)/.installed-test
 
 # every benchmark script; benchmarks/figures.py also writes the PNG plots in docs/ that README.md shows
 bench: $(VENV)/.installed-bench
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 figures: $(VENV)/.installed-bench
 	$(PY) benchmarks/figures.py

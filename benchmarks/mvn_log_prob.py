@@ -20,13 +20,13 @@ import math
 import os
 import subprocess
 import sys
-import time
 
 import torch
 
 os.environ.setdefault("GPYTORCH_EXT_AUTOPATCH", "0")
 
 import gpytorch  # noqa: E402
+from _timing import best_of  # noqa: E402  (benchmarks/, on the path of a script run from it)
 from linear_operator.operators import DenseLinearOperator, DiagLinearOperator  # noqa: E402
 from torch.distributions import Independent, Normal  # noqa: E402
 from torch.distributions import MultivariateNormal as TorchMVN  # noqa: E402
@@ -35,16 +35,6 @@ import gpytorch_ext  # noqa: E402
 
 F64 = torch.float64
 DENSE_CASES = (("1 value (N,)", (1000,)), ("1 value (1, N)", (1, 1000)), ("64 values", (64, 1000)))
-
-
-def best_of(fn, repeats: int = 5) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 PATCHES = ("mvn-log-prob", "mvn-batch")

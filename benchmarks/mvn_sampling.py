@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import math
 import os
-import time
 
 import torch
 
 os.environ.setdefault("GPYTORCH_EXT_AUTOPATCH", "0")
 
 import gpytorch  # noqa: E402
+from _timing import best_of  # noqa: E402  (benchmarks/, on the path of a script run from it)
 from linear_operator.operators import DenseLinearOperator  # noqa: E402
 from torch.distributions import MultivariateNormal as TorchMVN  # noqa: E402
 
@@ -38,16 +38,6 @@ PATCHES = ("mvn-log-prob", "mvn-batch")
 N = 1000
 SINGLE = torch.Size()
 COLUMNS = ("upstream", "patched", "floor", "torch")
-
-
-def best_of(fn, repeats: int = 5) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def floor(mean: torch.Tensor, dense: torch.Tensor, shape: torch.Size = SINGLE) -> torch.Tensor:
