@@ -114,13 +114,21 @@ def parity_errors(patch_text: str, modules: dict[str, str]) -> list[str]:
     return errors
 
 
-def _package_sources(vendored: dict[str, str] = VENDORED) -> dict[str, str]:
+def package_sources(vendored: dict[str, str] = VENDORED) -> dict[str, str]:
+    """The package modules' sources, keyed by the path each is vendored to (``vendored``: path -> module name)."""
     return {path: Path(importlib.import_module(name).__file__).read_text() for path, name in vendored.items()}
+
+
+def assert_source_tree_carries(vendored: dict[str, str]) -> None:
+    """Under ``--impl=source``: each vendored path, imported from the patched tree, is its package module vendored."""
+    for path, source in package_sources(vendored).items():
+        module = importlib.import_module(path[: -len(".py")].replace("/", "."))
+        assert Path(module.__file__).read_text() == vendor(source, path.rsplit("/", 1)[0].replace("/", ".")), path
 
 
 @pytest.mark.parametrize("patch_name", sorted(PATCHES))
 def test_vendored_modules_equal_the_package_modules(patch_name):
-    errors = parity_errors((ROOT / "patches" / patch_name).read_text(), _package_sources(PATCHES[patch_name]))
+    errors = parity_errors((ROOT / "patches" / patch_name).read_text(), package_sources(PATCHES[patch_name]))
     assert not errors, "\n".join(errors)
 
 
@@ -139,7 +147,7 @@ def test_patched_methods_call_the_vendored_functions_like_the_monkey_patch(patch
 def test_parity_check_detects_a_changed_module():
     """The check can fail: a one-character change of the package module, or a new vendored file, is reported."""
     patch_text = PATCH_FILE.read_text()
-    sources = _package_sources()
+    sources = package_sources()
     path, source = next(iter(sources.items()))
     changed = source.replace("_LOG_2PI = math.log(2 * math.pi)", "_LOG_2PI = math.log(2 * math.pi) ")
     assert changed != source
@@ -165,7 +173,4 @@ def test_patched_source_carries_the_same_module(impl):
     """Under ``--impl=source`` the imported GPyTorch has the vendored module, identical to the package's."""
     if impl != "source":
         pytest.skip("checks the patched source tree")
-    for path, source in _package_sources({p: m for v in PATCHES.values() for p, m in v.items()}).items():
-        module = importlib.import_module(path[: -len(".py")].replace("/", "."))
-        package = path.rsplit("/", 1)[0].replace("/", ".")
-        assert Path(module.__file__).read_text() == vendor(source, package)
+    assert_source_tree_carries({p: m for v in PATCHES.values() for p, m in v.items()})

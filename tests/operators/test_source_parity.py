@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.distributions.test_source_parity import parity_errors, vendor
+from tests.distributions.test_source_parity import assert_source_tree_carries, package_sources, parity_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 PATCH_FILE = ROOT / "patches" / "linear_operator" / "0001-matmul-vector-backward.patch"
@@ -17,12 +17,8 @@ VENDORED = {"linear_operator/functions/_matmul_backward.py": "gpytorch_ext.opera
 CALL = "        return matmul_backward(ctx, grad_output)\n"
 
 
-def _sources() -> dict[str, str]:
-    return {path: Path(importlib.import_module(name).__file__).read_text() for path, name in VENDORED.items()}
-
-
 def test_vendored_module_equals_the_package_module():
-    errors = parity_errors(PATCH_FILE.read_text(), _sources())
+    errors = parity_errors(PATCH_FILE.read_text(), package_sources(VENDORED))
     assert not errors, "\n".join(errors)
 
 
@@ -39,7 +35,5 @@ def test_patched_source_carries_the_same_module(impl):
         pytest.skip("checks the patched source tree")
     import linear_operator.functions._matmul as matmul
 
-    for path, source in _sources().items():
-        module = importlib.import_module(path[: -len(".py")].replace("/", "."))
-        assert Path(module.__file__).read_text() == vendor(source, path.rsplit("/", 1)[0].replace("/", "."))
+    assert_source_tree_carries(VENDORED)
     assert matmul.Matmul.backward.__code__.co_names[:1] == ("matmul_backward",)

@@ -54,6 +54,15 @@ def _nuts(model, num_samples=10, seed=0):
     return mcmc.get_samples()
 
 
+def _assert_finite_predictions(model) -> None:
+    """The model loaded with 10 posterior samples predicts finite means and variances at 5 test points."""
+    model.eval()
+    with torch.no_grad(), gpytorch.settings.fast_computations(False, False, False):
+        test_x = torch.linspace(0, 1, 5, dtype=torch.float64).view(1, 5, 1).repeat(10, 1, 1)
+        pred = model.likelihood(model(test_x))
+    assert torch.isfinite(pred.mean).all() and torch.isfinite(pred.variance).all()
+
+
 @pytest.mark.slow
 def test_nuts_on_exact_gp_with_gamma_priors_under_default_constraints():
     with warnings.catch_warnings():
@@ -79,11 +88,7 @@ def test_nuts_on_exact_gp_with_gamma_priors_under_default_constraints():
         rtol=1e-4,
         atol=1e-6,
     )
-    model.eval()
-    with torch.no_grad(), gpytorch.settings.fast_computations(False, False, False):
-        test_x = torch.linspace(0, 1, 5, dtype=torch.float64).view(1, 5, 1).repeat(10, 1, 1)
-        pred = model.likelihood(model(test_x))
-    assert torch.isfinite(pred.mean).all() and torch.isfinite(pred.variance).all()
+    _assert_finite_predictions(model)
 
 
 @pytest.mark.slow
@@ -104,11 +109,7 @@ def test_nuts_on_the_tutorial_model_with_gamma_priors_registered_its_way():
     assert bool((samples["likelihood.noise_prior"] > 1e-4).all())
     model.pyro_load_from_samples(samples)
     torch.testing.assert_close(model.likelihood.noise, samples["likelihood.noise_prior"], rtol=1e-6, atol=1e-9)
-    model.eval()
-    with torch.no_grad(), gpytorch.settings.fast_computations(False, False, False):
-        test_x = torch.linspace(0, 1, 5, dtype=torch.float64).view(1, 5, 1).repeat(10, 1, 1)
-        pred = model.likelihood(model(test_x))
-    assert torch.isfinite(pred.mean).all() and torch.isfinite(pred.variance).all()
+    _assert_finite_predictions(model)
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.distributions.test_source_parity import parity_errors, vendor
+from tests.distributions.test_source_parity import assert_source_tree_carries, package_sources, parity_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 PATCH_FILE = ROOT / "patches" / "0007-multitask-batched-inputs.patch"
@@ -23,12 +23,8 @@ CALLS = (
 )
 
 
-def _sources() -> dict[str, str]:
-    return {path: Path(importlib.import_module(name).__file__).read_text() for path, name in VENDORED.items()}
-
-
 def test_vendored_module_equals_the_package_module():
-    errors = parity_errors(PATCH_FILE.read_text(), _sources())
+    errors = parity_errors(PATCH_FILE.read_text(), package_sources(VENDORED))
     assert not errors, "\n".join(errors)
 
 
@@ -43,6 +39,4 @@ def test_strategies_call_the_vendored_functions_like_the_monkey_patch():
 def test_patched_source_carries_the_same_module(impl):
     if impl != "source":
         pytest.skip("checks the patched source tree")
-    for path, source in _sources().items():
-        module = importlib.import_module(path[: -len(".py")].replace("/", "."))
-        assert Path(module.__file__).read_text() == vendor(source, path.rsplit("/", 1)[0].replace("/", "."))
+    assert_source_tree_carries(VENDORED)
