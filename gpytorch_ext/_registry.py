@@ -50,8 +50,11 @@ class Replacement:
 
     :param owner: the class or module that holds the attribute.
     :param attribute: the attribute's name in ``owner.__dict__``.
-    :param value: the replacement. A plain function takes the original's ``__name__``, ``__qualname__``
-        and ``__doc__`` and exposes the original as ``__wrapped__``.
+    :param value: the replacement. A plain function is installed as a copy that takes the original's
+        ``__name__``, ``__qualname__`` and ``__doc__`` and exposes the original as ``__wrapped__``; the function
+        given is left as it is (its own name and docstring), so a public function can serve as a replacement.
+        A replacement that calls the original captures it where the replacements are built (the patch's
+        ``replacements`` callable runs with the patch reverted).
     :param create: add the attribute if the owner lacks it (a new public name that the upstream patch adds,
         removed again on revert). Without it, a missing attribute is an error: the target was renamed.
     """
@@ -113,6 +116,7 @@ class Patch:
     probe: Callable[[], Probe] | None = None
     _saved: list[tuple[Any, str, Any]] | None = field(default=None, init=False, repr=False)
     _warned_version: bool = field(default=False, init=False, repr=False)
+    _copies: dict[tuple[int, str], tuple[Any, Any, Any]] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def is_applied(self) -> bool:
@@ -129,7 +133,7 @@ class Patch:
                 inherited = getattr(rep.owner, rep.attribute, _MISSING) if original is _MISSING else original
                 if inherited is _MISSING and not rep.create:
                     raise AttributeError(f"{_owner_name(rep.owner)} has no attribute {rep.attribute!r}")
-                value = rep.value if inherited is _MISSING else _wrap(rep.value, inherited)
+                value = rep.value if inherited is _MISSING else self._wrapped(rep, inherited)
                 setattr(rep.owner, rep.attribute, value)
                 saved.append((rep.owner, rep.attribute, original))
         except BaseException:
@@ -137,6 +141,17 @@ class Patch:
             raise
         self._saved = saved
         self._check_version()
+
+    def _wrapped(self, rep: Replacement, original: Any) -> Any:
+        """``rep.value`` wrapped for ``original`` (:func:`_wrap`); the same object as last time for the same value and
+        original, so that reverting and re-applying installs the very same objects."""
+        key = (id(rep.owner), rep.attribute)
+        cached = self._copies.get(key)
+        if cached is not None and cached[0] is rep.value and cached[1] is original:
+            return cached[2]
+        value = _wrap(rep.value, original)
+        self._copies[key] = (rep.value, original, value)
+        return value
 
     def revert(self) -> None:
         """Put back the very objects :meth:`apply` replaced. A no-op when not applied."""
@@ -146,19 +161,27 @@ class Patch:
         self._saved = None
 
     def self_check(self) -> CheckResult:
-        """Run :attr:`probe` with the patch reverted and with it applied; restore the current state after.
+        """Run :attr:`probe` on stock GPyTorch (every registered patch reverted) and with this patch applied (on top
+        of the other patches as they are now); restore the current state after.
 
         The check passes when the patched run shows no defect.
         """
         if self.probe is None:
             return CheckResult(self.name, "no self-check", "no self-check", False, True)
+        others = [p for p in _PATCHES.values() if p is not self and p.is_applied]
         was_applied = self.is_applied
         try:
             self.revert()
+            for p in others:
+                p.revert()
             upstream = _run_probe(self.probe)
+            for p in others:
+                p.apply()
             self.apply()
             fixed = _run_probe(self.probe)
         finally:
+            for p in others:
+                p.apply()
             self.apply() if was_applied else self.revert()
         return CheckResult(self.name, upstream.summary, fixed.summary, upstream.defect, not fixed.defect)
 
@@ -193,13 +216,25 @@ def _owner_name(owner: Any) -> str:
 
 
 def _wrap(value: Any, original: Any) -> Any:
-    """Give a replacement function the original's identity and expose the original as ``__wrapped__``."""
-    target = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+    """A copy of a replacement function with the original's identity and the original as ``__wrapped__``.
+
+    The function given is not changed: the copy shares its code, globals, defaults and closure.
+    """
+    kind = type(value) if isinstance(value, (staticmethod, classmethod)) else None
+    target = value.__func__ if kind is not None else value
     source = original.__func__ if isinstance(original, (staticmethod, classmethod)) else original
-    if isinstance(target, types.FunctionType) and callable(source):
-        functools.update_wrapper(target, source, assigned=("__name__", "__qualname__", "__doc__"), updated=())
-        target.__wrapped__ = source
-    return value
+    if not (isinstance(target, types.FunctionType) and callable(source)):
+        return value
+    copy = types.FunctionType(
+        target.__code__, target.__globals__, target.__name__, target.__defaults__, target.__closure__
+    )
+    copy.__kwdefaults__ = target.__kwdefaults__
+    copy.__dict__.update(target.__dict__)
+    copy.__module__ = target.__module__
+    copy.__annotations__ = target.__annotations__
+    functools.update_wrapper(copy, source, assigned=("__name__", "__qualname__", "__doc__"), updated=())
+    copy.__wrapped__ = source
+    return kind(copy) if kind is not None else copy
 
 
 def _restore(saved: list[tuple[Any, str, Any]]) -> None:

@@ -44,12 +44,13 @@ def _mtmvn_log_prob(self, value: Tensor) -> Tensor:
     return mtmvn_log_prob_method(self, value)
 
 
-def _mvn_init(self, mean: Tensor, covariance_matrix, validate_args: bool = False) -> None:
-    _mvn_init.__wrapped__(self, mean, covariance_matrix, validate_args=validate_args)
-    keep_validate_args(self, validate_args)
-
-
 def _replacements() -> list[Replacement]:
+    init = vars(MultivariateNormal)["__init__"]
+
+    def _mvn_init(self, mean: Tensor, covariance_matrix, validate_args: bool = False) -> None:
+        init(self, mean, covariance_matrix, validate_args=validate_args)
+        keep_validate_args(self, validate_args)
+
     return [
         Replacement(MultivariateNormal, "__init__", _mvn_init),
         Replacement(MultivariateNormal, "log_prob", _mvn_log_prob),
@@ -117,12 +118,6 @@ def _mvn_unsqueeze(self, dim: int) -> MultivariateNormal:
     return mvn_unsqueeze(self, dim)
 
 
-def _mvn_entropy(self) -> Tensor:
-    if not self.islazy:
-        return _mvn_entropy.__wrapped__(self)
-    return mvn_entropy(self)
-
-
 def _kl_mvn_mvn(p_dist: MultivariateNormal, q_dist: MultivariateNormal) -> Tensor:
     return mvn_kl_divergence(p_dist, q_dist)
 
@@ -150,6 +145,10 @@ def _batch_replacements() -> list[Replacement]:
     mvn = vars(MultivariateNormal)
     original_scale_tril = mvn["_unbroadcasted_scale_tril"]
     original_covariance_matrix = mvn["covariance_matrix"]
+    original_entropy = MultivariateNormal.entropy  # inherited from torch
+
+    def _mvn_entropy(self) -> Tensor:
+        return mvn_entropy(self) if self.islazy else original_entropy(self)
 
     def covariance_matrix(self) -> Tensor:  # named as the lazy property caches it on the instance
         return dense_covariance(self) if self.islazy else original_covariance_matrix.wrapped(self)

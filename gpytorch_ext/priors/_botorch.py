@@ -39,7 +39,7 @@ def sample_all_priors(model, max_retries: int = 100) -> None:
     :param model: a GPyTorch model.
     :param max_retries: accepted for compatibility with BoTorch's signature; no draw is ever retried.
     """
-    original = getattr(sample_all_priors, "__wrapped__", None)
+    original = _BOTORCH.get("sample_all_priors")
     if original is not None and not _applied():
         # a module that imported this function while the patch was applied keeps it: behave as BoTorch then
         return original(model, max_retries=max_retries)
@@ -57,11 +57,16 @@ def _applied() -> bool:
     return PATCH.is_applied
 
 
+#: BoTorch's own ``sample_all_priors``, once the patch has seen it
+_BOTORCH: dict[str, Callable] = {}
+
+
 def replacements() -> list[Replacement]:
     """The BoTorch modules' ``sample_all_priors`` to replace now; the import hook when BoTorch comes later."""
     if _DEFINED_IN not in sys.modules:
         _HOOK.install()
         return []
+    _BOTORCH.setdefault("sample_all_priors", vars(sys.modules[_DEFINED_IN])["sample_all_priors"])
     reps = []
     for name in _MODULES:
         module = sys.modules.get(name)

@@ -25,15 +25,16 @@ def _once(pairs: Iterator[tuple[str, nn.Parameter]]) -> Iterator[tuple[str, nn.P
             yield name, param
 
 
-def _named_hyperparameters(self: gpytorch.Module) -> Iterator[tuple[str, nn.Parameter]]:
-    return _once(_named_hyperparameters.__wrapped__(self))
-
-
-def _named_variational_parameters(self: gpytorch.Module) -> Iterator[tuple[str, nn.Parameter]]:
-    return _once(_named_variational_parameters.__wrapped__(self))
-
-
 def _replacements() -> list[Replacement]:
+    named_hyperparameters = vars(gpytorch.Module)["named_hyperparameters"]
+    named_variational_parameters = vars(gpytorch.Module)["named_variational_parameters"]
+
+    def _named_hyperparameters(self: gpytorch.Module) -> Iterator[tuple[str, nn.Parameter]]:
+        return _once(named_hyperparameters(self))
+
+    def _named_variational_parameters(self: gpytorch.Module) -> Iterator[tuple[str, nn.Parameter]]:
+        return _once(named_variational_parameters(self))
+
     return [
         Replacement(gpytorch.Module, "named_hyperparameters", _named_hyperparameters),
         Replacement(gpytorch.Module, "named_variational_parameters", _named_variational_parameters),

@@ -59,7 +59,7 @@ def test_every_name_botorch_calls_it_by_is_repaired(impl):
     from gpytorch_ext.priors._botorch import sample_all_priors
 
     for module in (model_utils, botorch.optim.utils, botorch.fit):
-        assert module.sample_all_priors is sample_all_priors
+        assert module.sample_all_priors.__code__ is sample_all_priors.__code__  # the repair (installed as a copy)
 
 
 _LATE_IMPORT = """
@@ -68,13 +68,17 @@ assert "botorch" not in sys.modules  # gpytorch_ext never imports BoTorch (it ch
 import botorch.fit, botorch.optim.utils
 from botorch.optim.utils import model_utils
 from gpytorch_ext.priors._botorch import sample_all_priors
-print(all(m.sample_all_priors is sample_all_priors for m in (model_utils, botorch.optim.utils, botorch.fit)))
+modules = (model_utils, botorch.optim.utils, botorch.fit)
+print(all(m.sample_all_priors.__code__ is sample_all_priors.__code__ for m in modules))
 lik = gpytorch.likelihoods.GaussianLikelihood(
     noise_prior=gpytorch.priors.GammaPrior(0.5, 2.0), batch_shape=torch.Size([1000]))
 botorch.fit.sample_all_priors(lik)
 print(bool((lik.noise > 1e-4).all()))
+original = botorch.fit.sample_all_priors.__wrapped__
+bound = botorch.optim.utils.sample_all_priors
 gpytorch_ext.unpatch("constraint-aware-priors")
-print(model_utils.sample_all_priors is sample_all_priors.__wrapped__)
+print(model_utils.sample_all_priors is original)
+botorch.optim.utils.sample_all_priors = bound
 try:  # a name bound to the repair while it was applied behaves as BoTorch's function once reverted
     botorch.optim.utils.sample_all_priors(lik)
     print("no error")

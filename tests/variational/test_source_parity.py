@@ -17,7 +17,7 @@ VENDORED = {"gpytorch/variational/_batched_inputs.py": "gpytorch_ext.variational
 #: the calls the patched ``__call__`` methods make, as the monkey-patch makes them
 CALLS = (
     "base_batch_shape(self.base_variational_strategy, self.num_tasks, self.task_dim)",
-    "align_inputs(x, task_indices, batch_shape, self.task_dim, self.num_tasks, type(self).__name__)",
+    "x, task_indices, batch_shape, self.task_dim, self.num_tasks, type(self).__name__",
     "base_batch_shape(self.base_variational_strategy, self.num_latents, self.latent_dim)",
     "x, task_indices, batch_shape, self.latent_dim, self.num_latents, type(self).__name__",
 )
